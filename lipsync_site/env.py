@@ -1,0 +1,75 @@
+"""Strict readers for settings that come from the environment.
+
+A malformed value stops start-up with a message that names the variable, rather than being
+silently read as a default (after healthchecks' ``envbool``/``envint``).
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal, InvalidOperation
+
+from django.core.exceptions import ImproperlyConfigured
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def envstr(name: str, default: str | None = None) -> str | None:
+    """The variable's value, or ``default`` when it is unset or empty."""
+    value = os.environ.get(name, "").strip()
+    return value if value else default
+
+
+def envbool(name: str, default: bool) -> bool:
+    value = envstr(name)
+    if value is None:
+        return default
+    if value.lower() in _TRUE:
+        return True
+    if value.lower() in _FALSE:
+        return False
+    raise ImproperlyConfigured(
+        f"{name} must be one of 1/0, true/false, yes/no, on/off, not {value!r}"
+    )
+
+
+def envint(name: str, default: int, *, minimum: int | None = None) -> int:
+    value = envstr(name)
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}") from None
+    if minimum is not None and number < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {number}")
+    return number
+
+
+def envdecimal(name: str, default: str) -> Decimal:
+    value = envstr(name, default)
+    try:
+        number = Decimal(value)
+    except InvalidOperation:
+        raise ImproperlyConfigured(f"{name} must be a number, not {value!r}") from None
+    if not number.is_finite():
+        raise ImproperlyConfigured(f"{name} must be a finite number, not {value!r}")
+    return number
+
+
+def envlist(name: str, default: list[str]) -> list[str]:
+    value = envstr(name)
+    if value is None:
+        return default
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def envurl(name: str, default: str | None = None) -> str | None:
+    """An http(s) URL without a trailing slash."""
+    value = envstr(name, default)
+    if value is None:
+        return None
+    if not value.startswith(("http://", "https://")) or "://" not in value[:8] or len(value) < 10:
+        raise ImproperlyConfigured(f"{name} must be an http:// or https:// URL, not {value!r}")
+    return value.rstrip("/")

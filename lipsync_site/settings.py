@@ -1,0 +1,216 @@
+"""Settings for Lip-Sync Studio, all read from the environment (see README and .env.example)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.translation import gettext_lazy as _
+
+from lipsync_site.env import envbool, envdecimal, envint, envlist, envstr, envurl
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DEBUG = envbool("DEBUG", False)
+
+_DEV_SECRET_KEY = "dev-only-insecure-secret-key-do-not-use-in-production"  # noqa: S105
+SECRET_KEY = envstr("SECRET_KEY") or (_DEV_SECRET_KEY if DEBUG else None)
+if not SECRET_KEY:
+    raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
+
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
+if not DEBUG and not ALLOWED_HOSTS:
+    raise ImproperlyConfigured("ALLOWED_HOSTS must be set when DEBUG is off.")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "template_partials",
+    "django_tasks",
+    "django_tasks_db",
+    "tasks_app",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "tasks_app.middleware.SecurityHeadersMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "lipsync_site.urls"
+WSGI_APPLICATION = "lipsync_site.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.i18n",
+                "tasks_app.context_processors.studio",
+            ],
+            "builtins": ["template_partials.templatetags.partials"],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        envstr("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+        conn_max_age=envint("DATABASE_CONN_MAX_AGE", 60, minimum=0),
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The web server and the worker write to the same file: WAL lets readers carry on while
+    # one writes, IMMEDIATE takes the write lock up front so transactions wait rather than fail.
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "tasks:list"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", _("English")), ("zh-hans", _("Simplified Chinese"))]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+TIME_ZONE = envstr("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+MEDIA_URL = "media/"
+MEDIA_ROOT = Path(envstr("MEDIA_ROOT", str(BASE_DIR / "media")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
+
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# Audio is sent to Kling inside the JSON body, so uploads are capped at Kling's limit.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+
+SESSION_COOKIE_HTTPONLY = True
+
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+if not DEBUG:
+    SESSION_COOKIE_SECURE = envbool("SECURE_COOKIES", True)
+    CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+    SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", False)
+    SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 0, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", False)
+    if envbool("BEHIND_TLS_PROXY", False):
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+EMAIL_BACKEND = envstr("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+# --- Kling -----------------------------------------------------------------------------------
+
+KLING_DEFAULT_BASE_URL = "https://api-singapore.klingai.com"
+KLING_API_KEY = envstr("KLING_API_KEY")
+KLING_ACCESS_KEY = envstr("KLING_ACCESS_KEY")
+KLING_SECRET_KEY = envstr("KLING_SECRET_KEY")
+if bool(KLING_ACCESS_KEY) != bool(KLING_SECRET_KEY):
+    raise ImproperlyConfigured("KLING_ACCESS_KEY and KLING_SECRET_KEY must be set together.")
+_has_credentials = bool(KLING_API_KEY or KLING_ACCESS_KEY)
+
+# Demo mode talks to the built-in simulator (a separate process `make run` starts) exactly as
+# it would talk to Kling: only the base URL and the key differ.
+KLING_DEMO = envbool("KLING_DEMO", not _has_credentials)
+KLING_SIMULATOR_URL = envurl("KLING_SIMULATOR_URL", "http://127.0.0.1:8765")
+if KLING_DEMO:
+    KLING_API_BASE_URL = KLING_SIMULATOR_URL
+    KLING_API_KEY, KLING_ACCESS_KEY, KLING_SECRET_KEY = "demo-key", None, None
+else:
+    if not _has_credentials:
+        raise ImproperlyConfigured(
+            "KLING_DEMO is off but no Kling credentials are set: set KLING_API_KEY, or "
+            "KLING_ACCESS_KEY and KLING_SECRET_KEY."
+        )
+    KLING_API_BASE_URL = envurl("KLING_API_BASE_URL", KLING_DEFAULT_BASE_URL)
+
+KLING_CONNECT_TIMEOUT = envint("KLING_CONNECT_TIMEOUT", 5, minimum=1)
+KLING_READ_TIMEOUT = envint("KLING_READ_TIMEOUT", 30, minimum=1)
+
+SITE_URL = envurl("SITE_URL")
+KLING_WEBHOOK_SECRET = envstr("KLING_WEBHOOK_SECRET")
+
+# Kling's documented limits on the source video, shown as hints; the live service has been seen
+# to accept more, and Kling's own message is shown when it disagrees.
+KLING_VIDEO_MIN_SECONDS = envint("KLING_VIDEO_MIN_SECONDS", 2, minimum=1)
+KLING_VIDEO_MAX_SECONDS = envint("KLING_VIDEO_MAX_SECONDS", 10, minimum=1)
+KLING_VIDEO_MIN_SIDE = envint("KLING_VIDEO_MIN_SIDE", 720, minimum=1)
+KLING_VIDEO_MAX_SIDE = envint("KLING_VIDEO_MAX_SIDE", 1920, minimum=1)
+KLING_MAX_AUDIO_BYTES = envint("KLING_MAX_AUDIO_BYTES", 5 * 1024 * 1024, minimum=1024)
+KLING_DEFAULT_SPEED = envdecimal("KLING_DEFAULT_SPEED", "1.0")
+
+# The worker's schedule: how often an active job is checked, and how sending backs off.
+KLING_POLL_FAST_SECONDS = envint("KLING_POLL_FAST_SECONDS", 5, minimum=1)
+KLING_POLL_MAX_SECONDS = envint("KLING_POLL_MAX_SECONDS", 60, minimum=1)
+KLING_RETRY_BASE_SECONDS = envint("KLING_RETRY_BASE_SECONDS", 5, minimum=1)
+KLING_RETRY_MAX_SECONDS = envint("KLING_RETRY_MAX_SECONDS", 600, minimum=1)
+KLING_MAX_SEND_ATTEMPTS = envint("KLING_MAX_SEND_ATTEMPTS", 15, minimum=1)
+# How long a create with an unknown outcome may take to show up in Kling's task list.
+KLING_RECONCILE_GRACE_SECONDS = envint("KLING_RECONCILE_GRACE_SECONDS", 30, minimum=0)
+KLING_SLOW_AFTER_MINUTES = envint("KLING_SLOW_AFTER_MINUTES", 15, minimum=1)
+
+# The studio keeps its own copy of every result (Kling deletes its copy after 30 days).
+RESULT_MAX_BYTES = envint("RESULT_MAX_BYTES", 300 * 1024 * 1024, minimum=1024)
+RESULT_STORE_ATTEMPTS = envint("RESULT_STORE_ATTEMPTS", 8, minimum=1)
+KLING_RESULT_LIFETIME_DAYS = 30
+
+# Abuse limits: failed log-ins per account / per address in 15 minutes, and jobs per person
+# per minute.
+LOGIN_FAILURES_PER_ACCOUNT = envint("LOGIN_FAILURES_PER_ACCOUNT", 5, minimum=1)
+LOGIN_FAILURES_PER_IP = envint("LOGIN_FAILURES_PER_IP", 20, minimum=1)
+SUBMISSIONS_PER_MINUTE = envint("SUBMISSIONS_PER_MINUTE", 10, minimum=1)

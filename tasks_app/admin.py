@@ -1,0 +1,588 @@
+"""The staff side: every submission, searchable, reviewable and actionable in Django admin.
+
+Nothing here changes a job directly: reviews go through ``tasks_app.review`` and Kling-facing
+steps through ``tasks_app.services``, the same functions the studio and the worker use.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.db.models import Count, QuerySet
+from django.http import HttpRequest, StreamingHttpResponse
+from django.utils import timezone
+from django.utils.formats import number_format
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+from django.utils.text import Truncator
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from tasks_app import review
+from tasks_app.kling.voices import get_voice
+from tasks_app.models import (
+    ACTIVE_STATUSES,
+    Job,
+    JobEvent,
+    JobStatus,
+    Membership,
+    ReviewState,
+    Team,
+)
+
+User = get_user_model()
+
+KLING_FIELDS = (
+    "kling_task_id",
+    "kling_request_id",
+    "kling_status",
+    "kling_status_msg",
+    "error_code",
+    "error_detail",
+    "result_video_id",
+    "result_links",
+    "result_duration",
+    "credits",
+)
+INPUT_FIELDS = (
+    "team",
+    "submitted_by",
+    "mode",
+    "video_id",
+    "video_url",
+    "parent_task_id",
+    "text",
+    "voice_id",
+    "voice_name",
+    "voice_language",
+    "voice_speed",
+    "audio_url",
+    "audio_file",
+    "audio_name",
+    "retry_of",
+)
+TIME_FIELDS = (
+    "created_at",
+    "sent_at",
+    "processing_at",
+    "finished_at",
+    "last_checked_at",
+    "took",
+)
+WORKER_FIELDS = (
+    "send_attempts",
+    "send_started_at",
+    "next_check_at",
+    "poll_errors",
+    "store_attempts",
+    "store_error",
+    "stored_size",
+    "stored_sha256",
+    "archived_at",
+    "notified_at",
+)
+# The only fields staff may change on a job; everything else is what the person asked for or
+# what Kling said, and editing it would make the record lie.
+REVIEW_EDITABLE = ("review_state", "review_note")
+
+
+def _format_duration(value: timedelta | None) -> str:
+    if value is None:
+        return ""
+    seconds = int(value.total_seconds())
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}:{minutes:02}:{seconds:02}"
+
+
+def _voice_name(job: Job) -> str:
+    voice = get_voice(job.voice_id) if job.voice_id else None
+    return voice.name("en") if voice else job.voice_id
+
+
+# --- Filters ---------------------------------------------------------------------------------
+
+
+class StuckFilter(admin.SimpleListFilter):
+    """Jobs that have waited longer than the studio tells people to expect.
+
+    "At Kling" is what ``Job.is_taking_long`` shows people; "not sent" catches a worker that
+    is down, which no one outside the admin would notice.
+    """
+
+    title = _("stuck")
+    parameter_name = "stuck"
+    AT_KLING = "kling"
+    NOT_SENT = "unsent"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
+        minutes = settings.KLING_SLOW_AFTER_MINUTES
+        return [
+            (self.AT_KLING, _("At Kling for over %(n)s min") % {"n": minutes}),
+            (self.NOT_SENT, _("Not sent for over %(n)s min") % {"n": minutes}),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> QuerySet[Job]:
+        limit = timezone.now() - timedelta(minutes=settings.KLING_SLOW_AFTER_MINUTES)
+        if self.value() == self.AT_KLING:
+            return queryset.filter(status__in=ACTIVE_STATUSES, sent_at__lt=limit)
+        if self.value() == self.NOT_SENT:
+            return queryset.filter(status=JobStatus.PENDING, created_at__lt=limit)
+        return queryset
+
+
+# --- CSV export ------------------------------------------------------------------------------
+
+
+class _Echo:
+    """A file-like object whose write hands the line back, so csv.writer can feed a stream."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+# Column names stay untranslated: spreadsheets and scripts read these files by header.
+CSV_COLUMNS = (
+    "id",
+    "created_at",
+    "team",
+    "submitted_by",
+    "mode",
+    "video_id",
+    "video_url",
+    "parent_task_id",
+    "text",
+    "voice_id",
+    "voice_name",
+    "voice_language",
+    "voice_speed",
+    "audio_url",
+    "audio_name",
+    "status",
+    "status_detail",
+    "kling_task_id",
+    "kling_status",
+    "sent_at",
+    "finished_at",
+    "duration_seconds",
+    "result_video_url",
+    "result_duration",
+    "credits",
+    "review_state",
+    "reviewed_by",
+    "reviewed_at",
+)
+# A cell starting with one of these runs as a formula in spreadsheet programs; people's own
+# text (and Kling's URLs) must never do that on a staff member's machine.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return "'" + value if value.startswith(_FORMULA_STARTS) else value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def _csv_row(job: Job) -> list[str]:
+    duration = job.duration
+    values = (
+        job.pk,
+        job.created_at,
+        job.team.name,
+        job.submitted_by.get_username(),
+        job.mode,
+        job.video_id,
+        job.video_url,
+        job.parent_task_id,
+        job.text,
+        job.voice_id,
+        _voice_name(job),
+        job.voice_language,
+        job.voice_speed,
+        job.audio_url,
+        job.audio_name,
+        job.status,
+        job.status_detail,
+        job.kling_task_id,
+        job.kling_status,
+        job.sent_at,
+        job.finished_at,
+        round(duration.total_seconds()) if duration and job.finished_at else None,
+        job.result_video_url,
+        job.result_duration,
+        job.credits,
+        job.review_state,
+        job.reviewed_by.get_username() if job.reviewed_by else None,
+        job.reviewed_at,
+    )
+    return [_csv_cell(value) for value in values]
+
+
+def _csv_lines(jobs: QuerySet[Job]) -> Iterator[str]:
+    writer = csv.writer(_Echo())
+    yield writer.writerow(CSV_COLUMNS)
+    # iterator() keeps memory flat however many jobs are selected.
+    for job in jobs.iterator(chunk_size=500):
+        yield writer.writerow(_csv_row(job))
+
+
+# --- Jobs ------------------------------------------------------------------------------------
+
+
+class JobEventInline(admin.TabularInline):
+    """The job's timeline: recorded by the services, never written by hand."""
+
+    model = JobEvent
+    extra = 0
+    can_delete = False
+    fields = readonly_fields = ("created_at", "old_status", "new_status", "note")
+    verbose_name = _("status change")
+    verbose_name_plural = _("timeline")
+
+    def has_add_permission(self, request: HttpRequest, obj: Job | None = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Job | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Job | None = None) -> bool:
+        return False
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    class Media:
+        css = {"all": ("admin_extra/admin.css",)}
+
+    list_display = (
+        "id",
+        "status_badge",
+        "review_badge",
+        "team",
+        "submitted_by",
+        "mode",
+        "voice_name",
+        "excerpt",
+        "created_at",
+        "took",
+        "credits",
+    )
+    # Shown next to the stuck filter's results: what Kling last said, and when.
+    stuck_columns = ("kling_answer", "last_checked_at")
+    list_display_links = ("id", "excerpt")
+    list_filter = (
+        "status",
+        StuckFilter,
+        "review_state",
+        ("team", admin.RelatedOnlyFieldListFilter),
+        ("submitted_by", admin.RelatedOnlyFieldListFilter),
+        "mode",
+        "voice_language",
+    )
+    list_select_related = ("team", "submitted_by")
+    search_fields = (
+        "text",
+        "audio_name",
+        "kling_task_id",
+        "kling_request_id",
+        "video_id",
+        "video_url",
+        "result_video_id",
+        "result_video_url",
+        "submitted_by__username",
+        "team__name",
+    )
+    search_help_text = _(
+        "Text, Kling task or request ID, video ID or link, submitter's username, team, or a "
+        "job number."
+    )
+    date_hierarchy = "created_at"
+    ordering = ("-created_at", "-pk")
+    actions = ("approve", "flag", "refresh_from_kling", "retry_failed", "export_csv")
+    fieldsets = (
+        (None, {"fields": ("status_badge", "status_detail", "links")}),
+        (_("Review"), {"fields": ("review_state", "review_note", "reviewed_by", "reviewed_at")}),
+        (_("Inputs"), {"fields": INPUT_FIELDS}),
+        (_("From Kling"), {"fields": KLING_FIELDS}),
+        (_("Times"), {"fields": TIME_FIELDS}),
+        (_("Worker"), {"fields": WORKER_FIELDS, "classes": ("collapse",)}),
+    )
+    inlines = (JobEventInline,)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Job | None = None) -> tuple:
+        every = (name for _title, options in self.fieldsets for name in options["fields"])
+        return tuple(name for name in every if name not in REVIEW_EDITABLE)
+
+    def get_list_display(self, request: HttpRequest) -> tuple:
+        if request.GET.get(StuckFilter.parameter_name):
+            return (*self.list_display, *self.stuck_columns)
+        return self.list_display
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Job], search_term: str
+    ) -> tuple[QuerySet[Job], bool]:
+        results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        # Staff are often handed a job number ("#42") by the person who submitted it.
+        number = search_term.strip().removeprefix("#")
+        if number.isdigit():
+            results |= queryset.filter(pk=int(number))
+        return results, may_have_duplicates
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # jobs start from the studio's form, which checks Kling's limits
+
+    def has_delete_permission(self, request: HttpRequest, obj: Job | None = None) -> bool:
+        # A job is the record of what Kling was asked and charged; people archive theirs.
+        return False
+
+    def save_model(self, request: HttpRequest, obj: Job, form, change: bool) -> None:
+        if change and not set(form.changed_data) & set(REVIEW_EDITABLE):
+            return  # saving an untouched page must not sign someone's name under it
+        review.job_review(
+            job=obj,
+            reviewer=request.user,
+            state=form.cleaned_data["review_state"],
+            note=form.cleaned_data["review_note"],
+        )
+
+    # Columns and read-only fields.
+
+    @admin.display(description=_("status"), ordering="status")
+    def status_badge(self, job: Job) -> SafeString:
+        slow = job.is_taking_long
+        return format_html(
+            '<span class="job-badge job-badge--{}{}" title="{}">{}</span>',
+            job.status,
+            " job-badge--slow" if slow else "",
+            _("Taking longer than usual") if slow else job.status_detail,
+            job.get_status_display(),
+        )
+
+    @admin.display(description=_("review"), ordering="review_state")
+    def review_badge(self, job: Job) -> SafeString:
+        return format_html(
+            '<span class="review-badge review-badge--{}">{}</span>',
+            job.review_state,
+            job.get_review_state_display(),
+        )
+
+    @admin.display(description=_("voice"), ordering="voice_id")
+    def voice_name(self, job: Job) -> str:
+        return _voice_name(job)
+
+    @admin.display(description=_("text"))
+    def excerpt(self, job: Job) -> str:
+        return Truncator(job.summary).chars(40) or "-"
+
+    @admin.display(description=_("took"))
+    def took(self, job: Job) -> str:
+        return _format_duration(job.duration)
+
+    @admin.display(description=_("Kling's last answer"))
+    def kling_answer(self, job: Job) -> SafeString:
+        detail = job.error_detail or job.kling_status_msg
+        return format_html(
+            "<strong>{}</strong> {}",
+            job.kling_status or "-",
+            Truncator(detail).chars(80),
+        )
+
+    @admin.display(description=_("links"))
+    def links(self, job: Job) -> SafeString:
+        items = [(job.get_absolute_url(), _("Job page in the studio"))]
+        if job.result_video_url:
+            items.append((job.result_video_url, _("Result video on Kling")))
+        if job.stored_video:
+            items.append((job.stored_video.url, _("Studio copy of the result")))
+        return format_html_join(
+            " · ", '<a href="{}" target="_blank" rel="noopener noreferrer">{}</a>', items
+        )
+
+    @admin.display(description=_("result video"))
+    def result_links(self, job: Job) -> SafeString | str:
+        if not job.result_video_url and not job.stored_video:
+            return "-"
+        items = []
+        if job.result_video_url:
+            items.append((job.result_video_url, job.result_video_url))
+        if job.stored_video:
+            items.append((job.stored_video.url, _("studio copy")))
+        return format_html_join(
+            " · ", '<a href="{}" target="_blank" rel="noopener noreferrer">{}</a>', items
+        )
+
+    # Actions: each goes through a service, then says what it did.
+
+    @admin.action(description=_("Approve the selected jobs"), permissions=["change"])
+    def approve(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        count = review.job_review_bulk(
+            jobs=queryset, reviewer=request.user, state=ReviewState.APPROVED
+        )
+        self.message_user(request, ngettext("Approved %d job.", "Approved %d jobs.", count) % count)
+
+    @admin.action(description=_("Flag the selected jobs"), permissions=["change"])
+    def flag(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        count = review.job_review_bulk(
+            jobs=queryset, reviewer=request.user, state=ReviewState.FLAGGED
+        )
+        self.message_user(request, ngettext("Flagged %d job.", "Flagged %d jobs.", count) % count)
+
+    @admin.action(description=_("Refresh from Kling now"), permissions=["change"])
+    def refresh_from_kling(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        total = queryset.count()
+        scheduled = review.job_request_check_bulk(jobs=queryset)
+        message = ngettext(
+            "Scheduled a check with Kling for %(n)d job.",
+            "Scheduled a check with Kling for %(n)d jobs.",
+            scheduled,
+        ) % {"n": scheduled}
+        skipped = total - scheduled
+        if skipped:
+            message += " " + ngettext(
+                "%(n)d was skipped: not sent yet or already finished.",
+                "%(n)d were skipped: not sent yet or already finished.",
+                skipped,
+            ) % {"n": skipped}
+        self.message_user(request, message, messages.SUCCESS if scheduled else messages.WARNING)
+
+    @admin.action(description=_("Retry the selected failed jobs"), permissions=["change"])
+    def retry_failed(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        outcome = review.job_retry_failed_bulk(jobs=queryset.select_related("team", "submitted_by"))
+        message = ngettext("Started %(n)d new job.", "Started %(n)d new jobs.", outcome.created) % {
+            "n": outcome.created
+        }
+        if outcome.already_retried:
+            message += " " + ngettext(
+                "%(n)d had been retried already.",
+                "%(n)d had been retried already.",
+                outcome.already_retried,
+            ) % {"n": outcome.already_retried}
+        if outcome.not_failed:
+            message += " " + ngettext(
+                "%(n)d had not failed and was left alone.",
+                "%(n)d had not failed and were left alone.",
+                outcome.not_failed,
+            ) % {"n": outcome.not_failed}
+        level = messages.SUCCESS if outcome.created else messages.WARNING
+        self.message_user(request, message, level)
+
+    @admin.action(description=_("Export the selected jobs as CSV"), permissions=["view"])
+    def export_csv(self, request: HttpRequest, queryset: QuerySet[Job]) -> StreamingHttpResponse:
+        jobs = queryset.select_related("team", "submitted_by", "reviewed_by").order_by(
+            "created_at", "pk"
+        )
+        stamp = timezone.localtime().strftime("%Y%m%d-%H%M%S")
+        return StreamingHttpResponse(
+            _csv_lines(jobs),
+            content_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="jobs-{stamp}.csv"'},
+        )
+
+
+# --- Teams and people ------------------------------------------------------------------------
+
+
+class TeamMembershipInline(admin.TabularInline):
+    """The team's members, on the team's page."""
+
+    model = Membership
+    extra = 0
+    fields = ("user", "role", "joined_at")
+    readonly_fields = ("joined_at",)
+    autocomplete_fields = ("user",)
+    verbose_name = _("member")
+    verbose_name_plural = _("members")
+
+
+class UserMembershipInline(admin.TabularInline):
+    """The teams a person belongs to, on the person's page."""
+
+    model = Membership
+    extra = 0
+    fields = ("team", "role", "joined_at")
+    readonly_fields = ("joined_at",)
+    autocomplete_fields = ("team",)
+    verbose_name = _("team membership")
+    verbose_name_plural = _("team memberships")
+
+
+@admin.register(Team)
+class TeamAdmin(admin.ModelAdmin):
+    class Media:
+        css = {"all": ("admin_extra/admin.css",)}
+
+    list_display = ("name", "is_personal", "member_count", "created_at")
+    list_filter = ("is_personal",)
+    search_fields = ("name", "memberships__user__username")
+    fields = ("name", "is_personal", "created_at", "monthly_usage")
+    readonly_fields = ("created_at", "monthly_usage")
+    inlines = (TeamMembershipInline,)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Team]:
+        return super().get_queryset(request).annotate(_members=Count("memberships"))
+
+    @admin.display(description=_("members"), ordering="_members")
+    def member_count(self, team: Team) -> int:
+        return team._members
+
+    @admin.display(description=_("usage per month"))
+    def monthly_usage(self, team: Team) -> SafeString | str:
+        if team.pk is None:
+            return "-"
+        months = review.team_monthly_usage(team=team)
+        if not months:
+            return _("No jobs yet.")
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (m.month.strftime("%Y-%m"), m.jobs, m.succeeded, number_format(m.credits, 2))
+                for m in months
+            ),
+        )
+        total = format_html(
+            "<tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+            _("Total"),
+            sum(m.jobs for m in months),
+            sum(m.succeeded for m in months),
+            number_format(sum(m.credits for m in months), 2),
+        )
+        return format_html(
+            '<table class="team-usage"><thead><tr><th>{}</th><th>{}</th><th>{}</th>'
+            "<th>{}</th></tr></thead><tbody>{}</tbody><tfoot>{}</tfoot></table>",
+            _("Month"),
+            _("Jobs"),
+            _("Succeeded"),
+            _("Credits"),
+            rows,
+            total,
+        )
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ("user", "team", "role", "joined_at")
+    list_filter = ("role", ("team", admin.RelatedOnlyFieldListFilter))
+    list_select_related = ("user", "team")
+    search_fields = ("user__username", "team__name")
+    autocomplete_fields = ("team", "user")
+
+
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class UserAdmin(BaseUserAdmin):
+    """Django's own user admin, plus the teams a person belongs to."""
+
+    inlines = (UserMembershipInline,)

@@ -1,0 +1,313 @@
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class JobStatus(models.TextChoices):
+    PENDING = "pending", _("Waiting to be sent")
+    SENT = "sent", _("Sent to Kling")
+    PROCESSING = "processing", _("Processing")
+    SUCCEEDED = "succeeded", _("Ready")
+    FAILED = "failed", _("Failed")
+    CANCELLED = "cancelled", _("Cancelled")
+
+
+# Named once: everything else (polling, the worker, the templates) asks these.
+TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+ACTIVE_STATUSES = frozenset(set(JobStatus) - TERMINAL_STATUSES)
+
+
+class JobMode(models.TextChoices):
+    TEXT = "text2video", _("Type what they should say")
+    AUDIO = "audio2video", _("Use an audio track")
+
+
+class VoiceLanguage(models.TextChoices):
+    EN = "en", _("English")
+    ZH = "zh", _("Chinese")
+
+
+class TeamRole(models.TextChoices):
+    MEMBER = "member", _("Member")
+    ADMIN = "admin", _("Team admin")
+
+
+class Team(models.Model):
+    """A group of people who share their lip-sync jobs."""
+
+    name = models.CharField(_("name"), max_length=100)
+    is_personal = models.BooleanField(
+        _("personal team"),
+        default=False,
+        help_text=_("Made automatically for a person who had no team yet."),
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="Membership", related_name="teams"
+    )
+
+    class Meta:
+        ordering = ["name", "pk"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(
+        _("role"), max_length=16, choices=TeamRole.choices, default=TeamRole.MEMBER
+    )
+    joined_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["team", "user"], name="one_membership_per_team")
+        ]
+        ordering = ["team__name", "user__username"]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.team} ({self.get_role_display()})"
+
+
+class Profile(models.Model):
+    """Per-person studio preferences and what they have already been told."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="studio_profile"
+    )
+    current_team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL)
+    email_when_done = models.BooleanField(_("e-mail me when a job finishes"), default=False)
+    # Jobs that finished after this are "new" to the person: a notice and a count in the tab.
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"Profile of {self.user}"
+
+
+class ReviewState(models.TextChoices):
+    NOT_REVIEWED = "not_reviewed", _("Not reviewed")
+    APPROVED = "approved", _("Approved")
+    FLAGGED = "flagged", _("Flagged")
+
+
+class JobQuerySet(models.QuerySet["Job"]):
+    def active(self) -> JobQuerySet:
+        return self.filter(status__in=ACTIVE_STATUSES)
+
+    def with_people(self) -> JobQuerySet:
+        return self.select_related("submitted_by", "team")
+
+    def visible_to(self, user) -> JobQuerySet:
+        """Jobs of every team the person belongs to (anything else is a 404 for them).
+
+        Staff review every team's submissions, so they see every job.
+        """
+        if user.is_staff:
+            return self.all()
+        return self.filter(team__memberships__user=user)
+
+
+class Job(models.Model):
+    """One lip-sync job: what a person asked for, and everything Kling said about it."""
+
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="jobs")
+    submitted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="lipsync_jobs"
+    )
+    # The form carries a fresh key each time it is shown, so a double click or a resubmitted
+    # page finds the job it already made instead of paying Kling twice.
+    submission_key = models.UUIDField(default=uuid.uuid4, editable=False)
+    retry_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries"
+    )
+
+    # Inputs, named as Kling names them.
+    video_id = models.CharField(_("Kling video ID"), max_length=128, blank=True)
+    video_url = models.URLField(_("video link"), max_length=2000, blank=True)
+    parent_task_id = models.CharField(_("parent task ID"), max_length=128, blank=True)
+    mode = models.CharField(max_length=16, choices=JobMode.choices)
+    text = models.CharField(max_length=120, blank=True)
+    voice_id = models.CharField(_("voice"), max_length=64, blank=True)
+    voice_language = models.CharField(
+        _("language"), max_length=2, choices=VoiceLanguage.choices, blank=True
+    )
+    voice_speed = models.DecimalField(
+        _("speed"), max_digits=2, decimal_places=1, null=True, blank=True
+    )
+    audio_url = models.URLField(_("audio link"), max_length=2000, blank=True)
+    audio_file = models.FileField(_("audio file"), upload_to="audio/%Y/%m/", blank=True)
+    audio_name = models.CharField(_("audio file name"), max_length=255, blank=True)
+
+    # Local state.
+    status = models.CharField(
+        max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING, db_index=True
+    )
+    status_detail = models.CharField(
+        _("status in plain words"),
+        max_length=500,
+        blank=True,
+        help_text=_("What the person sees under the status, e.g. why it waits or why it failed."),
+    )
+    next_check_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    send_attempts = models.PositiveIntegerField(default=0)
+    # Set just before a create leaves for Kling and cleared once its outcome is known: while it
+    # is set, Kling may hold a task for this job that we have not heard about (see reconcile).
+    send_started_at = models.DateTimeField(null=True, blank=True)
+    poll_errors = models.PositiveIntegerField(default=0)
+
+    # What Kling said.
+    kling_task_id = models.CharField(
+        _("Kling task ID"), max_length=128, null=True, blank=True, unique=True
+    )
+    kling_request_id = models.CharField(_("Kling request ID"), max_length=128, blank=True)
+    kling_status = models.CharField(_("Kling status"), max_length=32, blank=True)
+    kling_status_msg = models.TextField(_("Kling's message"), blank=True)
+    error_code = models.IntegerField(_("Kling error code"), null=True, blank=True)
+    error_detail = models.TextField(
+        _("technical detail"), blank=True, help_text=_("For staff: Kling's own words.")
+    )
+    result_video_id = models.CharField(_("result video ID"), max_length=128, blank=True)
+    result_video_url = models.URLField(_("result video link"), max_length=2000, blank=True)
+    result_duration = models.FloatField(_("result length (s)"), null=True, blank=True)
+    credits = models.DecimalField(
+        _("credits charged"), max_digits=10, decimal_places=2, null=True, blank=True
+    )
+
+    # The studio's own copy of the result, kept after Kling deletes its copy (30 days).
+    stored_video = models.FileField(_("studio copy"), upload_to="results/%Y/%m/", blank=True)
+    stored_size = models.PositiveBigIntegerField(_("copy size (bytes)"), null=True, blank=True)
+    stored_sha256 = models.CharField(_("copy SHA-256"), max_length=64, blank=True)
+    store_attempts = models.PositiveIntegerField(default=0)
+    store_error = models.CharField(_("copy problem"), max_length=500, blank=True)
+
+    archived_at = models.DateTimeField(_("archived"), null=True, blank=True, db_index=True)
+    # When the submitter was told the job finished (notice on a page, e-mail).
+    notified_at = models.DateTimeField(null=True, blank=True)
+
+    review_state = models.CharField(
+        _("review"),
+        max_length=16,
+        choices=ReviewState.choices,
+        default=ReviewState.NOT_REVIEWED,
+        db_index=True,
+    )
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("reviewed by"),
+    )
+    reviewed_at = models.DateTimeField(_("reviewed at"), null=True, blank=True)
+    review_note = models.TextField(_("review note"), blank=True)
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    processing_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = JobQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["submitted_by", "submission_key"], name="one_job_per_submission"
+            ),
+            models.CheckConstraint(
+                condition=(models.Q(video_id="") ^ models.Q(video_url="")),
+                name="exactly_one_video_source",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["status", "next_check_at"]),
+            models.Index(fields=["team", "archived_at", "-created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.summary}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("tasks:detail", args=[self.pk])
+
+    @property
+    def summary(self) -> str:
+        if self.mode == JobMode.TEXT:
+            return self.text
+        return self.audio_name or self.audio_url.rsplit("/", 1)[-1]
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def is_active(self) -> bool:
+        return not self.is_terminal
+
+    @property
+    def can_cancel(self) -> bool:
+        return self.status == JobStatus.PENDING and self.send_started_at is None
+
+    @property
+    def video_source(self) -> str:
+        return self.video_id or self.video_url
+
+    @property
+    def duration(self) -> timedelta | None:
+        """How long the job took from submission to its end, or so far."""
+        end = self.finished_at or (None if self.is_terminal else timezone.now())
+        return end - self.created_at if end else None
+
+    @property
+    def kling_link_is_live(self) -> bool:
+        """Kling deletes results after 30 days; until then its link is a fallback."""
+        if not self.finished_at:
+            return False
+        return timezone.now() - self.finished_at < timedelta(days=30)
+
+    @property
+    def is_taking_long(self) -> bool:
+        if self.status not in (JobStatus.SENT, JobStatus.PROCESSING) or not self.sent_at:
+            return False
+        limit = timedelta(minutes=settings.KLING_SLOW_AFTER_MINUTES)
+        return timezone.now() - self.sent_at > limit
+
+
+class JobEvent(models.Model):
+    """A status change, kept so the page and the admin can show the job's timeline."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events")
+    created_at = models.DateTimeField(default=timezone.now)
+    old_status = models.CharField(max_length=16, choices=JobStatus.choices, blank=True)
+    new_status = models.CharField(max_length=16, choices=JobStatus.choices)
+    note = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.old_status or '-'} -> {self.new_status}"
+
+
+class LoginFailure(models.Model):
+    """A failed log-in, kept for a while to slow down password guessing."""
+
+    username = models.CharField(max_length=150, db_index=True)
+    ip = models.GenericIPAddressField(null=True, blank=True, db_index=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.username} from {self.ip} at {self.created_at:%Y-%m-%d %H:%M}"

@@ -1,0 +1,59 @@
+"""Telling people their jobs finished: a notice on their next page, a count in the tab, e-mail."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.mail import send_mail
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from tasks_app.models import Job, JobStatus, Profile
+
+MAX_NOTICES = 5
+
+
+def _finished_since(user: AbstractBaseUser, since) -> list[Job]:
+    jobs = Job.objects.filter(
+        submitted_by=user,
+        status__in=(JobStatus.SUCCEEDED, JobStatus.FAILED),
+        finished_at__gt=since,
+    )
+    return list(jobs.order_by("-finished_at")[:MAX_NOTICES])
+
+
+def notices_take(*, user: AbstractBaseUser) -> list[Job]:
+    """The person's jobs that finished since they last loaded a page; now they have looked."""
+    now = timezone.now()
+    profile, _created = Profile.objects.get_or_create(user=user)
+    jobs = _finished_since(user, profile.last_seen_at) if profile.last_seen_at else []
+    Profile.objects.filter(pk=profile.pk).update(last_seen_at=now)
+    return jobs
+
+
+def notices_peek(*, user: AbstractBaseUser) -> list[Job]:
+    """The same, without marking them seen (for a page's background refresh)."""
+    seen = Profile.objects.filter(user=user).values_list("last_seen_at", flat=True).first()
+    return _finished_since(user, seen) if seen else []
+
+
+def job_email_finished(*, job_id: int) -> bool:
+    """E-mail the submitter that a job finished, if they asked for it; return whether sent."""
+    job = Job.objects.select_related("submitted_by").filter(pk=job_id).first()
+    if job is None or job.status not in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+        return False
+    person = job.submitted_by
+    wants = Profile.objects.filter(user=person, email_when_done=True).exists()
+    if not wants or not person.email:
+        return False
+    link = (settings.SITE_URL or "") + job.get_absolute_url()
+    if job.status == JobStatus.SUCCEEDED:
+        subject = _("Your lip-sync “{summary}” is ready").format(summary=job.summary[:40])
+        body = _("Your lip-synced video is ready: {link}").format(link=link)
+    else:
+        subject = _("Your lip-sync “{summary}” failed").format(summary=job.summary[:40])
+        body = _("{reason}\n\nSee the job and try again: {link}").format(
+            reason=job.status_detail, link=link
+        )
+    send_mail(subject, body, None, [person.email])
+    return True

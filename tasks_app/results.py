@@ -1,0 +1,169 @@
+"""Keeping each result video in the studio's own storage, and serving it back with ranges."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import tempfile
+from collections.abc import Iterator
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+import httpx
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from tasks_app.models import Job, JobStatus
+
+logger = logging.getLogger(__name__)
+
+VIDEO_TYPES = ("video/", "application/octet-stream", "binary/octet-stream")
+CHUNK = 256 * 1024
+
+
+class ResultDownloadError(Exception):
+    """The result could not be copied; the message is shown to people as it is."""
+
+
+def job_store_result(*, job_id: int) -> None:
+    """Copy a finished job's video from Kling into the studio's storage.
+
+    A failure is recorded and retried with back-off; it never changes the job's status,
+    since the video exists on Kling whatever happens to our copy.
+    """
+    from tasks_app.tasks import store_result
+
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None or job.status != JobStatus.SUCCEEDED or job.stored_video:
+        return
+    Job.objects.filter(pk=job.pk).update(store_attempts=job.store_attempts + 1)
+    attempts = job.store_attempts + 1
+    try:
+        name, size, digest = _download(job)
+    except ResultDownloadError as err:
+        logger.warning("Copying the result of job %s failed: %s", job.pk, err)
+        with transaction.atomic():
+            if attempts < settings.RESULT_STORE_ATTEMPTS:
+                wait = timedelta(seconds=min(30 * 2 ** (attempts - 1), 3600))
+                message = _("{reason} The studio will try again at {time}.").format(
+                    reason=err, time=timezone.localtime(timezone.now() + wait).strftime("%H:%M")
+                )
+                store_result.using(run_after=timezone.now() + wait).enqueue(job.pk)
+            else:
+                message = _("{reason} The studio gave up; Kling's link still works for 30 days.")
+                message = message.format(reason=err)
+            Job.objects.filter(pk=job.pk).update(store_error=message[:500])
+        return
+    Job.objects.filter(pk=job.pk).update(
+        stored_video=name, stored_size=size, stored_sha256=digest, store_error=""
+    )
+
+
+def _download(job: Job) -> tuple[str, int, str]:
+    url = job.result_video_url
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise ResultDownloadError(_("The result link is not a web link."))
+    limit = settings.RESULT_MAX_BYTES
+    digest = hashlib.sha256()
+    size = 0
+    timeout = httpx.Timeout(settings.KLING_READ_TIMEOUT, connect=settings.KLING_CONNECT_TIMEOUT)
+    with tempfile.TemporaryFile() as spool:
+        try:
+            with (
+                httpx.Client(timeout=timeout, follow_redirects=True, max_redirects=3) as client,
+                client.stream("GET", url) as response,
+            ):
+                if response.status_code != 200:
+                    raise ResultDownloadError(
+                        _("Kling's file server answered {status}.").format(
+                            status=response.status_code
+                        )
+                    )
+                content_type = response.headers.get("content-type", "").lower()
+                if not content_type.startswith(VIDEO_TYPES):
+                    raise ResultDownloadError(
+                        _("The result link did not return a video ({type}).").format(
+                            type=content_type or "?"
+                        )
+                    )
+                declared = response.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > limit:
+                    raise ResultDownloadError(_("The result video is larger than allowed."))
+                for chunk in response.iter_bytes(CHUNK):
+                    size += len(chunk)
+                    if size > limit:
+                        raise ResultDownloadError(_("The result video is larger than allowed."))
+                    digest.update(chunk)
+                    spool.write(chunk)
+        except httpx.HTTPError as err:
+            raise ResultDownloadError(
+                _("The result video could not be downloaded ({kind}).").format(
+                    kind=type(err).__name__
+                )
+            ) from None
+        if size == 0:
+            raise ResultDownloadError(_("The result video was empty."))
+        spool.seek(0)
+        name = default_storage.save(f"results/{job.team_id}/job-{job.pk}.mp4", File(spool))
+    return name, size, digest.hexdigest()
+
+
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+def ranged_file_response(
+    request: HttpRequest,
+    file: File,
+    *,
+    size: int,
+    content_type: str,
+    filename: str,
+    as_attachment: bool,
+) -> HttpResponse:
+    """Serve ``file``, honouring a single byte range so that a video player can seek."""
+    match = _RANGE.fullmatch(request.headers.get("Range", "").strip())
+    if match and (match[1] or match[2]):
+        if match[1]:
+            start = int(match[1])
+            end = min(int(match[2]) if match[2] else size - 1, size - 1)
+        else:
+            start, end = max(0, size - int(match[2])), size - 1
+        if start >= size or start > end:
+            file.close()
+            response = HttpResponse(status=416)
+            response["Content-Range"] = f"bytes */{size}"
+            return response
+        file.seek(start)
+        response = StreamingHttpResponse(
+            _read(file, end - start + 1), status=206, content_type=content_type
+        )
+        response["Content-Length"] = str(end - start + 1)
+        response["Content-Range"] = f"bytes {start}-{end}/{size}"
+    else:
+        response = FileResponse(
+            file, content_type=content_type, as_attachment=as_attachment, filename=filename
+        )
+        response["Content-Length"] = str(size)
+    if as_attachment:
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Accept-Ranges"] = "bytes"
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+def _read(file: File, length: int) -> Iterator[bytes]:
+    try:
+        while length > 0:
+            chunk = file.read(min(CHUNK, length))
+            if not chunk:
+                break
+            length -= len(chunk)
+            yield chunk
+    finally:
+        file.close()

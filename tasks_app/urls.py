@@ -1,0 +1,16 @@
+from django.urls import path
+
+from tasks_app import views
+
+app_name = "tasks"
+
+urlpatterns = [
+    path("", views.job_list, name="list"),
+    path("live/", views.job_list_live, name="live"),
+    path("new/", views.job_create, name="create"),
+    path("<int:pk>/", views.job_detail, name="detail"),
+    path("<int:pk>/retry/", views.job_retry, name="retry"),
+    path("<int:pk>/cancel/", views.job_cancel, name="cancel"),
+    path("<int:pk>/archive/", views.job_archive, name="archive"),
+    path("<int:pk>/video/", views.job_video, name="video"),
+]

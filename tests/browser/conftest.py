@@ -1,0 +1,235 @@
+"""Browser tests: Debian's Chromium, driven by Playwright, against a live studio.
+
+Each test gets the whole studio running in this process: Django's live server, the Kling
+simulator on a port of its own, and the background worker in a thread.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+from django.contrib.auth import get_user_model
+from django.db import connections
+from django_tasks_db.management.commands.db_worker import Worker
+from django_tasks_db.models import DBTaskResult
+from playwright.sync_api import Browser, Page, Playwright, Response, expect, sync_playwright
+
+from tasks_app.kling.simulator import KlingSimulator
+from tasks_app.models import Membership, Team, TeamRole
+
+# Playwright's sync API keeps an event loop in the test's thread; Django refuses ORM calls
+# from a thread with a running loop unless told that this is deliberate.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+PASSWORD = "correct horse battery"
+
+
+def _use_a_file_for_the_sqlite_test_database() -> None:
+    """Give SQLite's test database a file, as the studio's own database has.
+
+    Django's default in-memory test database is one shared-cache connection pool, where a
+    write by the worker thread makes the live server's reads fail at once with "database table
+    is locked" (shared-cache locks ignore the busy timeout). A file in WAL mode with the
+    settings' timeout lets the three threads wait for each other. This runs when the browser
+    tests are collected, before any test database exists, so the whole session uses the file.
+    The file lives in a fresh temporary folder: parallel sessions must not share it.
+    """
+    database = django_settings.DATABASES["default"]
+    test = database.setdefault("TEST", {})
+    if database["ENGINE"] != "django.db.backends.sqlite3" or test.get("NAME"):
+        return
+    folder = tempfile.mkdtemp(prefix="studio-test-db-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    test["NAME"] = os.path.join(folder, "test.sqlite3")
+
+
+_use_a_file_for_the_sqlite_test_database()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in item.path.parents:
+            item.add_marker(pytest.mark.browser)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    item.stash.setdefault(_reports, {})[report.when] = report
+    return report
+
+
+_reports = pytest.StashKey[dict]()
+
+
+def _failed(request: pytest.FixtureRequest) -> bool:
+    reports = request.node.stash.get(_reports, {})
+    return any(report.failed for report in reports.values())
+
+
+def save_screenshot(page: Page, name: str) -> Path:
+    """Save the whole page to test-artifacts/<name>.png (gitignored) for a person to look at."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=path, full_page=True)
+    return path
+
+
+# --- The browser -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def playwright() -> Iterator[Playwright]:
+    if not CHROMIUM.exists():
+        pytest.fail(
+            "The browser tests need Debian's Chromium at /usr/bin/chromium: run "
+            "./scripts/ensure-chromium, or sudo apt-get install -y chromium."
+        )
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="session")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    yield browser
+    browser.close()
+
+
+# --- The studio --------------------------------------------------------------------------------
+
+
+class BackgroundWorker:
+    """django-tasks-db's worker, polling the queue from a thread as `studio_worker` would."""
+
+    def __init__(self) -> None:
+        self.worker = Worker(
+            queue_names=["default"],
+            interval=0.2,
+            batch=False,
+            backend_name="default",
+            startup_delay=False,
+            max_tasks=None,
+            worker_id="browser-test-worker",
+            excluded_queue_names=[],
+        )
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="studio-worker", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.worker.run()
+        except BaseException as err:
+            self.error = err
+        finally:
+            connections.close_all()
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.worker.running = False
+        # A task in progress finishes first; its longest wait is one call to the simulator.
+        self.thread.join(timeout=15)
+        assert not self.thread.is_alive(), "the worker thread did not stop"
+        if self.error is not None:
+            raise AssertionError(f"the worker crashed: {self.error!r}") from self.error
+
+
+@dataclass
+class Studio:
+    url: str
+    kling: KlingSimulator
+    username: str
+    password: str = PASSWORD
+    server_errors: list[str] = field(default_factory=list)
+
+    def log_in(self, page: Page, *, then: str = "/tasks/new/") -> None:
+        """Ask for a page, get sent to the login form, fill it in, land on the page."""
+        page.goto(then)
+        expect(page).to_have_url(re.compile(r"/accounts/login/"))
+        form = page.locator('form[action$="/accounts/login/"]')
+        form.locator("#id_username").fill(self.username)
+        form.locator("#id_password").fill(self.password)
+        form.locator('button[type="submit"]').click()
+        expect(page).to_have_url(f"{self.url}{then}")
+
+
+@pytest.fixture
+def studio(live_server, start_kling, settings) -> Iterator[Studio]:
+    """The studio in demo mode, its simulator, its worker, and Alice, who may log in."""
+    settings.KLING_DEMO = True
+    # The worker checks a sent job every second rather than every five.
+    settings.KLING_POLL_FAST_SECONDS = 1
+    # Serve static files from the source folders: no collectstatic manifest needed.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    kling = start_kling(submitted_seconds=1, processing_seconds=3)
+
+    team = Team.objects.create(name="Studio A")
+    alice = get_user_model().objects.create_user("alice", password=PASSWORD)
+    Membership.objects.create(team=team, user=alice, role=TeamRole.MEMBER)
+
+    worker = BackgroundWorker()
+    worker.start()
+    try:
+        yield Studio(url=live_server.url, kling=kling, username="alice")
+    finally:
+        worker.stop()
+    failed = DBTaskResult.objects.filter(status="FAILED")
+    assert not failed.exists(), [(r.task_path, r.traceback) for r in failed]
+
+
+@pytest.fixture
+def page(browser: Browser, studio: Studio, request: pytest.FixtureRequest) -> Iterator[Page]:
+    """A fresh browser tab (no cookies) on the live studio; fails on server or script errors."""
+    context = browser.new_context(
+        base_url=studio.url, viewport={"width": 1280, "height": 900}, locale="en-US"
+    )
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    problems: list[str] = []
+
+    def on_response(response: Response) -> None:
+        if response.status >= 500:
+            problems.append(f"HTTP {response.status} from {response.request.method} {response.url}")
+
+    page.on("response", on_response)
+    page.on("pageerror", lambda err: problems.append(f"script error: {err}"))
+    yield page
+    failed = _failed(request)
+    if failed:
+        save_screenshot(page, f"{request.node.name}-failure")
+    context.close()
+    # A failed test has already said what went wrong, usually because of the same problem.
+    assert failed or not problems, problems
+
+
+@pytest.fixture
+def screenshot(page: Page) -> Callable[[str], Path]:
+    """screenshot("name") saves the tab's whole page to test-artifacts/name.png."""
+    return lambda name: save_screenshot(page, name)

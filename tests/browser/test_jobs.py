@@ -1,0 +1,178 @@
+"""A person's whole trip through the studio in a real browser: submit, watch, play, retry."""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+import struct
+import wave
+
+from playwright.sync_api import Locator, Page, expect
+
+JOB_URL = re.compile(r"/tasks/(\d+)/$")
+# A job here takes about 6 s (1 s submitted + 3 s processing on the simulator, plus the
+# worker's and the page's polling); the rest is room for a slow CI machine.
+JOB_TIMEOUT_MS = 40_000
+
+# Set on the job page's window once it has loaded; it survives every htmx swap and would be
+# gone after a reload. The observer records each status the page shows, in order.
+WATCH_STATUS = """() => {
+    window.studioTestMarker = "loaded once";
+    window.studioTestStatuses = [];
+    const record = () => {
+        const section = document.querySelector("#job-status");
+        const status = section && [...section.classList].find(
+            (name) => name.startsWith("status-") && name !== "status-card");
+        const seen = window.studioTestStatuses;
+        if (status && seen[seen.length - 1] !== status) seen.push(status);
+    };
+    record();
+    new MutationObserver(record).observe(document.body, {
+        childList: true, subtree: true, attributes: true, attributeFilter: ["class"],
+    });
+}"""
+
+
+def wav_bytes(seconds: float = 0.5, rate: int = 16_000) -> bytes:
+    """A short, valid mono 16-bit WAV: half a second of a 440 Hz tone."""
+    frames = b"".join(
+        struct.pack("<h", round(8000 * math.sin(2 * math.pi * 440 * i / rate)))
+        for i in range(round(seconds * rate))
+    )
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(frames)
+    return buffer.getvalue()
+
+
+def job_form(page: Page) -> Locator:
+    form = page.locator("form.job-form")
+    expect(form).to_be_visible()
+    return form
+
+
+def choose_kling_video(form: Locator, video_id: str = "860327812345678901") -> None:
+    form.locator('input[name="video_source"][value="video_id"]').check()
+    form.locator("#id_video_id").fill(video_id)
+
+
+def choose_text(form: Locator, text: str) -> None:
+    form.locator('input[name="mode"][value="text2video"]').check()
+    form.locator("#id_text").fill(text)
+    form.locator("#id_voice_id").select_option("genshin_vindi2")
+    form.locator("#id_voice_language").select_option("en")
+    form.locator("#id_voice_speed").fill("1.0")
+
+
+def submit(page: Page, form: Locator) -> int:
+    """Send the form; return the id of the job page it lands on."""
+    form.locator('button[type="submit"]').click()
+    expect(page).to_have_url(JOB_URL)
+    match = JOB_URL.search(page.url)
+    assert match is not None
+    return int(match.group(1))
+
+
+def status_section(page: Page) -> Locator:
+    return page.locator("section#job-status")
+
+
+def wait_for_status(page: Page, status: str) -> None:
+    expect(status_section(page)).to_have_class(
+        re.compile(rf"\bstatus-{status}\b"), timeout=JOB_TIMEOUT_MS
+    )
+
+
+class TestATextJob:
+    def test_it_goes_from_the_form_to_a_playing_video_without_a_reload(
+        self, page: Page, studio, screenshot
+    ):
+        studio.log_in(page, then="/tasks/new/")
+        form = job_form(page)
+        choose_kling_video(form)
+        choose_text(form, "Hello from the browser test")
+        submit(page, form)
+
+        section = status_section(page)
+        expect(section).to_have_class(re.compile(r"\bstatus-(pending|sent|processing)\b"))
+        navigations: list[str] = []
+        page.on("framenavigated", lambda frame: navigations.append(frame.url))
+        polls: list[str] = []
+        page.on("request", lambda request: polls.append(request.headers.get("hx-request", "")))
+        page.evaluate(WATCH_STATUS)
+
+        wait_for_status(page, "succeeded")
+        expect(section.locator(".badge").first).to_have_text("Ready")
+        expect(section.get_by_test_id("status-detail")).to_contain_text(re.compile("ready", re.I))
+
+        # The status changed in place: same document, no navigation, htmx did the fetching.
+        assert page.evaluate("window.studioTestMarker") == "loaded once"
+        assert navigations == []
+        assert "true" in polls, "the status section was never polled"
+        statuses = page.evaluate("window.studioTestStatuses")
+        assert statuses[0] in ("status-pending", "status-sent", "status-processing"), statuses
+        assert statuses[-1] == "status-succeeded", statuses
+
+        video = page.get_by_test_id("result-video")
+        expect(video).to_be_visible()
+        video.evaluate("async (v) => { v.muted = true; await v.play(); }")
+        page.wait_for_function(
+            "(v) => v.currentTime > 0 && !v.paused", arg=video.element_handle(), timeout=15_000
+        )
+        assert video.evaluate("(v) => v.error === null && v.videoWidth > 0")
+        video.evaluate("(v) => v.pause()")
+        screenshot("text-job-ready")
+
+
+class TestAnAudioFileJob:
+    def test_an_uploaded_wav_reaches_the_ready_state(self, page: Page, studio, screenshot):
+        studio.log_in(page, then="/tasks/new/")
+        form = job_form(page)
+        choose_kling_video(form)
+        form.locator('input[name="mode"][value="audio2video"]').check()
+        form.locator('input[name="audio_source"][value="file"]').check()
+        form.locator("#id_audio_file").set_input_files(
+            files=[{"name": "voice.wav", "mimeType": "audio/wav", "buffer": wav_bytes()}]
+        )
+        submit(page, form)
+
+        wait_for_status(page, "succeeded")
+        expect(status_section(page).locator(".badge").first).to_have_text("Ready")
+        expect(page.get_by_test_id("result-video")).to_be_visible()
+        expect(page.locator("main")).to_contain_text("voice.wav")
+        screenshot("audio-job-ready")
+
+
+class TestAFailedJob:
+    def test_it_explains_the_failure_and_try_again_starts_a_new_job(
+        self, page: Page, studio, screenshot
+    ):
+        studio.log_in(page, then="/tasks/new/")
+        form = job_form(page)
+        form.locator('input[name="video_source"][value="video_url"]').check()
+        form.locator("#id_video_url").fill("https://example.com/noface.mp4")
+        choose_text(form, "Nobody is there to say this")
+        first_id = submit(page, form)
+
+        wait_for_status(page, "failed")
+        section = status_section(page)
+        expect(section.locator(".badge").first).to_have_text("Failed")
+        detail = section.get_by_test_id("status-detail")
+        expect(detail).to_contain_text(re.compile(r"human face", re.I))
+        expect(detail).not_to_contain_text("The model did not detect a human")
+        expect(page.get_by_test_id("result-video")).to_have_count(0)
+        screenshot("failed-job")
+
+        section.locator('form[action$="/retry/"]').get_by_role("button", name="Try again").click()
+        expect(page).not_to_have_url(re.compile(rf"/tasks/{first_id}/$"))
+        expect(page).to_have_url(JOB_URL)
+        match = JOB_URL.search(page.url)
+        assert match is not None
+        assert int(match.group(1)) != first_id
+        expect(status_section(page)).to_be_visible()
+        expect(page.locator("main")).to_contain_text(f"#{first_id}")
+        screenshot("failed-job-retried")

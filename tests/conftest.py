@@ -1,0 +1,314 @@
+"""Shared fixtures: a Kling simulator over real HTTP, a logged-in person, and the worker."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+from django.utils import timezone
+from django_tasks_db.management.commands.db_worker import Worker
+from django_tasks_db.models import DBTaskResult
+
+from tasks_app.kling.simulator import KlingSimulator, ManualClock, SimulatorConfig
+from tasks_app.models import Membership, Team, TeamRole
+
+
+@pytest.fixture
+def sim_clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def start_kling(settings) -> Iterator[Callable[..., KlingSimulator]]:
+    """Start a simulator with the given config and point the studio at it."""
+    started: list[KlingSimulator] = []
+
+    def start(**config) -> KlingSimulator:
+        sim = KlingSimulator(SimulatorConfig(**config)).start()
+        started.append(sim)
+        settings.KLING_API_BASE_URL = sim.api_url
+        settings.KLING_API_KEY = config.get("api_key", "demo-key")
+        settings.KLING_ACCESS_KEY = None
+        settings.KLING_SECRET_KEY = None
+        settings.KLING_READ_TIMEOUT = 2
+        settings.KLING_CONNECT_TIMEOUT = 1
+        return sim
+
+    yield start
+    for sim in started:
+        sim.stop()
+
+
+@pytest.fixture
+def kling(start_kling, sim_clock) -> KlingSimulator:
+    """A simulator whose clock the test moves (no sleeping)."""
+    return start_kling(now=sim_clock, submitted_seconds=3, processing_seconds=10)
+
+
+def make_member(username: str, team: Team, role: str = TeamRole.MEMBER):
+    person = get_user_model().objects.create_user(username, password="correct horse battery")
+    Membership.objects.create(team=team, user=person, role=role)
+    return person
+
+
+@pytest.fixture
+def team(db) -> Team:
+    return Team.objects.create(name="Studio A")
+
+
+@pytest.fixture
+def other_team(db) -> Team:
+    return Team.objects.create(name="Studio B")
+
+
+@pytest.fixture
+def user(team):
+    """Alice, a member of team A."""
+    return make_member("alice", team)
+
+
+@pytest.fixture
+def teammate(team):
+    """Carol, another member of team A."""
+    return make_member("carol", team)
+
+
+@pytest.fixture
+def other_user(other_team):
+    """Bob, a member of team B only."""
+    return make_member("bob", other_team)
+
+
+@pytest.fixture
+def alice(client: Client, user) -> Client:
+    client.force_login(user)
+    return client
+
+
+def run_worker() -> int:
+    """Run every task that is due now, as the worker would; return how many ran.
+
+    The worker drops "old" connections between tasks; inside a test's transaction that would
+    close the test's own connection on PostgreSQL, so, as Django's test client does for
+    requests, the test run keeps it (connections are the harness's business, not the app's).
+    """
+    import django_tasks_db.management.commands.db_worker as db_worker
+
+    keep = db_worker.close_old_connections
+    db_worker.close_old_connections = lambda **kwargs: None
+    try:
+        return _run_worker_batch()
+    finally:
+        db_worker.close_old_connections = keep
+
+
+def _run_worker_batch() -> int:
+    before = DBTaskResult.objects.exclude(status="READY").count()
+    Worker(
+        queue_names=["default"],
+        interval=0,
+        batch=True,
+        backend_name="default",
+        startup_delay=False,
+        max_tasks=None,
+        worker_id="test-worker",
+        excluded_queue_names=[],
+    ).run()
+    return DBTaskResult.objects.exclude(status="READY").count() - before
+
+
+def make_due() -> None:
+    """Bring every scheduled run forward to now (the queue's clock, not a mock)."""
+    DBTaskResult.objects.filter(status="READY").update(run_after=timezone.now())
+
+
+def fail_on_task_errors() -> None:
+    failed = DBTaskResult.objects.filter(status="FAILED")
+    if failed.exists():
+        details = [(r.task_path, r.traceback) for r in failed]
+        raise AssertionError(f"a background task failed: {details}")
+
+
+@pytest.fixture
+def worker() -> Callable[[], int]:
+    """Run due tasks and fail the test if one of them raised."""
+
+    def run(*, all_scheduled: bool = False) -> int:
+        if all_scheduled:
+            make_due()
+        count = run_worker()
+        fail_on_task_errors()
+        return count
+
+    return run
+
+
+TEXT_JOB = {
+    "video_source": "video_id",
+    "video_id": "860327812345678901",
+    "mode": "text2video",
+    "text": "Hello from the studio",
+    "voice_id": "genshin_vindi2",
+    "voice_language": "en",
+    "voice_speed": Decimal("1.0"),
+}
+
+
+@pytest.fixture
+def text_job_data() -> dict:
+    return dict(TEXT_JOB)
+
+
+# --- Added for the app-level tests (forms, pages, callbacks, commands) ------------------------
+
+
+@pytest.fixture
+def media_root(settings, tmp_path):
+    """Uploaded audio goes to a throwaway directory, not the project's media folder."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+@pytest.fixture
+def bob(other_user) -> Client:
+    """A logged-in client for Bob, who is in team B only."""
+    client = Client()
+    client.force_login(other_user)
+    return client
+
+
+def _wav_bytes(frames: int = 800) -> bytes:
+    """A real, playable WAV file (mono, 8 kHz, 16-bit silence) made with the wave module."""
+    import io
+    import wave
+
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(b"\x00\x00" * frames)
+    return buffer.getvalue()
+
+
+def _mp3_bytes() -> bytes:
+    """An ID3v2 tag followed by one MPEG-1 Layer III frame (128 kbit/s, 44.1 kHz)."""
+    tag = b"ID3\x04\x00\x00\x00\x00\x00\x00"  # ID3v2.4 header, empty tag
+    frame_header = b"\xff\xfb\x90\x64"
+    return tag + frame_header + b"\x00" * 413  # a 128k/44.1k frame is 417 bytes long
+
+
+@pytest.fixture
+def wav_bytes() -> bytes:
+    return _wav_bytes()
+
+
+@pytest.fixture
+def mp3_bytes() -> bytes:
+    return _mp3_bytes()
+
+
+@pytest.fixture
+def submit_job(db) -> Callable[..., object]:
+    """``submit_job(user, **inputs)``: a job stored through the service, as the form would."""
+    import uuid
+
+    from tasks_app import services
+
+    def submit(person, **overrides):
+        team = person.memberships.get().team
+        fields = {
+            "mode": "text2video",
+            "video_id": "860327812345678901",
+            "text": "Hello there",
+            "voice_id": "genshin_vindi2",
+            "voice_language": "en",
+            "voice_speed": Decimal("1.0"),
+        } | overrides
+        job, created = services.job_create(
+            team=team,
+            submitted_by=person,
+            job_input=services.JobInput(**fields),
+            submission_key=uuid.uuid4(),
+        )
+        assert created
+        return job
+
+    return submit
+
+
+@pytest.fixture(autouse=True)
+def _media_in_tmp(settings, tmp_path):
+    """Uploads and result copies go to a throwaway folder, never the repo's media/."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings) -> None:
+    """Hashing a test password with the production hasher costs ~0.4 s per person made."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+# --- Added for the team, history, results and notice tests -------------------------------------
+
+
+@pytest.fixture
+def new_job(db) -> Callable[..., object]:
+    """``new_job(person, team=None, **inputs)``: a job stored through the service.
+
+    Unlike ``submit_job`` it works for a person in several teams (``team`` picks one; the
+    default is their first membership).
+    """
+    import uuid
+
+    from tasks_app import services
+
+    def make(person, team=None, **overrides):
+        team = team or person.memberships.order_by("pk").first().team
+        fields = {
+            "mode": "text2video",
+            "video_id": "860327812345678901",
+            "text": "Hello there",
+            "voice_id": "genshin_vindi2",
+            "voice_language": "en",
+            "voice_speed": Decimal("1.0"),
+        } | overrides
+        job, created = services.job_create(
+            team=team,
+            submitted_by=person,
+            job_input=services.JobInput(**fields),
+            submission_key=uuid.uuid4(),
+        )
+        assert created
+        return job
+
+    return make
+
+
+@pytest.fixture
+def run_job(worker, sim_clock) -> Callable[..., object]:
+    """``run_job(job)``: send it, let the simulator's clock pass its end, and run the worker
+    (which also runs the follow-up tasks: the result copy and the e-mail). Needs a simulator
+    started with ``sim_clock`` (the ``kling`` fixture, or ``start_kling(now=sim_clock, ...)``)
+    whose jobs take under 60 simulated seconds."""
+
+    def run(job):
+        worker()
+        sim_clock.advance(60)
+        worker(all_scheduled=True)
+        job.refresh_from_db()
+        return job
+
+    return run
+
+
+@pytest.fixture(autouse=True)
+def _plain_static_storage(settings):
+    """Pages render without a collectstatic run (a fresh clone has no manifest)."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }

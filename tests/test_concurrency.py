@@ -1,0 +1,117 @@
+"""Many jobs at once: Kling's concurrency limit, and several workers on one database."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from decimal import Decimal
+
+import pytest
+from django.db import connection, connections
+from django.utils import timezone
+from django_tasks_db.management.commands.db_worker import Worker
+
+from tasks_app import services
+from tasks_app.models import Job, JobStatus
+from tasks_app.services import JobInput
+from tasks_app.tasks import advance_job
+
+
+def submit(user, team, n: int) -> list[Job]:
+    jobs = []
+    for i in range(n):
+        job, _ = services.job_create(
+            team=team,
+            submitted_by=user,
+            job_input=JobInput(
+                mode="text2video",
+                video_id=f"86032781234567{i:04d}",
+                text=f"Line number {i}",
+                voice_id="genshin_vindi2",
+                voice_language="en",
+                voice_speed=Decimal("1.0"),
+            ),
+            submission_key=uuid.uuid4(),
+        )
+        jobs.append(job)
+    return jobs
+
+
+@pytest.mark.django_db
+class TestKlingConcurrencyLimit:
+    def test_twenty_jobs_all_finish_with_never_more_than_three_running(
+        self, user, team, start_kling, sim_clock, worker, settings
+    ):
+        kling = start_kling(
+            now=sim_clock, submitted_seconds=2, processing_seconds=8, concurrency_limit=3
+        )
+        settings.KLING_RETRY_BASE_SECONDS = 1
+        settings.KLING_RETRY_MAX_SECONDS = 8
+        jobs = submit(user, team, 20)
+
+        saw_waiting_for_slot = False
+        for _round in range(200):
+            worker(all_scheduled=True)
+            details = Job.objects.filter(status=JobStatus.PENDING).values_list(
+                "status_detail", flat=True
+            )
+            saw_waiting_for_slot |= any("free slot" in detail for detail in details)
+            if not Job.objects.active().exists():
+                break
+            sim_clock.advance(2)
+
+        statuses = set(
+            Job.objects.filter(pk__in=[j.pk for j in jobs]).values_list("status", flat=True)
+        )
+        assert statuses == {JobStatus.SUCCEEDED}
+        assert kling.created_count == 20
+        assert kling.max_running == 3
+        assert saw_waiting_for_slot
+
+
+@pytest.mark.django_db(transaction=True)
+class TestSeveralWorkers:
+    def test_two_workers_never_send_the_same_job_twice(self, user, team, start_kling):
+        if connection.vendor != "postgresql":
+            pytest.skip("row locking between workers needs PostgreSQL (TEST_DATABASE_URL)")
+        kling = start_kling()
+        jobs = submit(user, team, 24)
+        # A second scheduled run for every job, as a sweep racing the first run would leave.
+        for job in jobs:
+            advance_job.using(run_after=timezone.now()).enqueue(
+                job.pk, job.next_check_at.isoformat()
+            )
+
+        barrier = threading.Barrier(2)
+        errors: list[BaseException] = []
+
+        def work(name: str) -> None:
+            try:
+                barrier.wait()
+                Worker(
+                    queue_names=["default"],
+                    interval=0,
+                    batch=True,
+                    backend_name="default",
+                    startup_delay=False,
+                    max_tasks=None,
+                    worker_id=name,
+                    excluded_queue_names=[],
+                ).run()
+            except BaseException as err:  # reported below
+                errors.append(err)
+            finally:
+                connections.close_all()
+
+        threads = [threading.Thread(target=work, args=(f"w{i}",)) for i in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+
+        assert not errors
+        assert kling.create_calls == 24
+        assert kling.created_count == 24
+        sent = Job.objects.filter(pk__in=[j.pk for j in jobs], kling_task_id__isnull=False)
+        assert sent.count() == 24
+        assert len(set(sent.values_list("kling_task_id", flat=True))) == 24

@@ -1,0 +1,388 @@
+"""The history page: search, filters kept in the URL, htmx partials, paging, counts, live rows."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from datetime import datetime, timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from tasks_app.models import Job, JobMode, JobStatus, Membership
+
+pytestmark = pytest.mark.django_db
+
+_numbers = itertools.count(1)
+
+
+def add_job(person, *, team=None, **fields) -> Job:
+    """A job row in a given state (the history only reads rows; how they got there is tested
+    in the lifecycle tests)."""
+    n = next(_numbers)
+    team = team or person.memberships.order_by("pk").first().team
+    values = {
+        "team": team,
+        "submitted_by": person,
+        "mode": JobMode.TEXT,
+        "video_id": f"86032781234567{n:04d}",
+        "text": f"Line number {n}",
+        "voice_id": "zhinen_xuesheng",
+        "voice_language": "en",
+        "status": JobStatus.SUCCEEDED,
+    } | fields
+    if values.get("video_url"):
+        values["video_id"] = ""
+    if values["mode"] == JobMode.AUDIO:
+        values |= {"text": "", "voice_id": "", "voice_language": ""}
+        values.setdefault("audio_url", f"https://files.example/track-{n}.mp3")
+    return Job.objects.create(**values)
+
+
+def rows(response) -> list[int]:
+    """The job ids of the table rows in a page or partial, in order."""
+    return [int(pk) for pk in re.findall(r'<tr id="job-row-(\d+)"', response.content.decode())]
+
+
+class TestSearch:
+    def test_finds_the_spoken_text(self, alice, user):
+        wanted = add_job(user, text="Welcome to the spring sale")
+        add_job(user, text="Goodbye everybody")
+
+        assert rows(alice.get("/tasks/", {"q": "spring SALE"})) == [wanted.pk]
+
+    def test_finds_a_voice_by_its_display_name(self, alice, user):
+        sunny = add_job(user, voice_id="genshin_vindi2")
+        add_job(user, voice_id="zhinen_xuesheng")
+
+        assert rows(alice.get("/tasks/", {"q": "sunny"})) == [sunny.pk]
+
+    def test_finds_a_voice_by_its_id(self, alice, user):
+        sunny = add_job(user, voice_id="genshin_vindi2")
+        add_job(user, voice_id="zhinen_xuesheng")
+
+        assert rows(alice.get("/tasks/", {"q": "genshin_vindi2"})) == [sunny.pk]
+
+    def test_finds_the_source_video_id(self, alice, user):
+        wanted = add_job(user, video_id="860327899999999999")
+        add_job(user)
+
+        assert rows(alice.get("/tasks/", {"q": "899999999"})) == [wanted.pk]
+
+    def test_finds_the_source_video_link(self, alice, user):
+        wanted = add_job(user, video_url="https://videos.example/summer/clip-42.mp4")
+        add_job(user)
+
+        assert rows(alice.get("/tasks/", {"q": "summer/clip-42"})) == [wanted.pk]
+
+    def test_finds_the_kling_task_id(self, alice, user):
+        wanted = add_job(user, kling_task_id="771234567890123456")
+        add_job(user, kling_task_id="779999999999999999")
+
+        assert rows(alice.get("/tasks/", {"q": "771234567890123456"})) == [wanted.pk]
+
+    def test_an_empty_result_says_nothing_matches(self, alice, user):
+        add_job(user)
+
+        response = alice.get("/tasks/", {"q": "nothing like this"})
+
+        assert rows(response) == []
+        assert "No job matches these filters." in response.content.decode()
+
+
+class TestFilters:
+    def test_by_status(self, alice, user):
+        failed = add_job(user, status=JobStatus.FAILED)
+        add_job(user, status=JobStatus.SUCCEEDED)
+
+        assert rows(alice.get("/tasks/", {"status": "failed"})) == [failed.pk]
+
+    def test_by_submitter(self, alice, user, teammate):
+        carols = add_job(teammate)
+        add_job(user)
+
+        assert rows(alice.get("/tasks/", {"submitter": teammate.pk})) == [carols.pk]
+
+    def test_the_submitter_choices_are_the_teams_people_only(self, alice, user, other_user):
+        response = alice.get("/tasks/")
+
+        choices = dict(response.context["filters"].fields["submitter"].choices)
+        assert str(user.pk) in choices
+        assert str(other_user.pk) not in choices
+
+    def test_by_mode(self, alice, user):
+        audio = add_job(user, mode=JobMode.AUDIO)
+        add_job(user)
+
+        assert rows(alice.get("/tasks/", {"mode": "audio2video"})) == [audio.pk]
+
+    def test_by_language(self, alice, user):
+        chinese = add_job(user, voice_language="zh")
+        add_job(user, voice_language="en")
+
+        assert rows(alice.get("/tasks/", {"language": "zh"})) == [chinese.pk]
+
+    def test_by_date_range(self, alice, user):
+        zone = timezone.get_current_timezone()
+        add_job(user, created_at=datetime(2025, 3, 1, 23, 0, tzinfo=zone))
+        first = add_job(user, created_at=datetime(2025, 3, 2, 0, 0, tzinfo=zone))
+        last = add_job(user, created_at=datetime(2025, 3, 4, 23, 59, tzinfo=zone))
+        add_job(user, created_at=datetime(2025, 3, 5, 0, 1, tzinfo=zone))
+
+        response = alice.get("/tasks/", {"date_from": "2025-03-02", "date_to": "2025-03-04"})
+
+        assert rows(response) == [last.pk, first.pk]
+
+    def test_combined_filters_all_apply(self, alice, user, teammate):
+        wanted = add_job(teammate, status=JobStatus.FAILED, voice_language="zh", text="Sale")
+        add_job(teammate, status=JobStatus.FAILED, voice_language="en", text="Sale")
+        add_job(teammate, status=JobStatus.SUCCEEDED, voice_language="zh", text="Sale")
+        add_job(user, status=JobStatus.FAILED, voice_language="zh", text="Sale")
+        add_job(teammate, status=JobStatus.FAILED, voice_language="zh", text="Other")
+
+        response = alice.get(
+            "/tasks/",
+            {"q": "sale", "status": "failed", "submitter": teammate.pk, "language": "zh"},
+        )
+
+        assert rows(response) == [wanted.pk]
+
+    def test_an_invalid_filter_value_is_ignored_not_an_error(self, alice, user):
+        job = add_job(user)
+
+        response = alice.get("/tasks/", {"status": "bogus", "date_from": "yesterday"})
+
+        assert response.status_code == 200
+        assert job.pk in rows(response)
+
+    def test_only_the_current_teams_jobs_are_listed(self, alice, user, other_user):
+        mine = add_job(user)
+        add_job(other_user)
+
+        assert rows(alice.get("/tasks/")) == [mine.pk]
+
+
+class TestArchivedJobs:
+    def test_are_hidden_by_default(self, alice, user):
+        kept = add_job(user)
+        add_job(user, archived_at=timezone.now())
+
+        assert rows(alice.get("/tasks/")) == [kept.pk]
+
+    def test_are_shown_with_archived_1(self, alice, user):
+        kept = add_job(user)
+        archived = add_job(user, archived_at=timezone.now())
+
+        response = alice.get("/tasks/", {"archived": "1"})
+
+        assert sorted(rows(response)) == sorted([kept.pk, archived.pk])
+        assert "Archived" in response.content.decode()
+
+
+class TestTheFilterStateInTheUrl:
+    def test_the_form_shows_the_current_filters(self, alice, user):
+        add_job(user)
+
+        page = alice.get("/tasks/", {"q": "Sunny", "status": "failed"}).content.decode()
+
+        assert re.search(r'<input type="search" name="q" value="Sunny"', page)
+        assert re.search(r'<option value="failed" selected>', page)
+
+    def test_the_quick_filter_links_keep_the_other_filters(self, alice, user):
+        add_job(user, status=JobStatus.FAILED, text="Sale one")
+
+        page = alice.get("/tasks/", {"q": "Sale", "language": "en"}).content.decode()
+
+        assert 'href="?q=Sale&amp;language=en&amp;status=failed"' in page
+
+    def test_pagination_links_keep_the_search(self, alice, user):
+        for _ in range(55):
+            add_job(user, text="Sale announcement")
+        add_job(user, text="Something else")
+
+        first = alice.get("/tasks/", {"q": "Sale"})
+        second = alice.get("/tasks/", {"q": "Sale", "page": "2"})
+
+        assert len(rows(first)) == 50
+        assert 'href="?q=Sale&amp;page=2"' in first.content.decode()
+        assert len(rows(second)) == 5
+        assert 'href="?q=Sale&amp;page=1"' in second.content.decode()
+        assert not set(rows(first)) & set(rows(second))
+
+
+class TestPaging:
+    def test_shows_50_jobs_a_page_newest_first(self, alice, user):
+        jobs = [add_job(user) for _ in range(51)]
+
+        response = alice.get("/tasks/")
+
+        assert rows(response) == [job.pk for job in reversed(jobs[1:])]
+        assert "Page 1 of 2" in response.content.decode()
+        assert rows(alice.get("/tasks/", {"page": "2"})) == [jobs[0].pk]
+
+    def test_a_page_number_past_the_end_shows_the_last_page(self, alice, user):
+        job = add_job(user)
+
+        assert rows(alice.get("/tasks/", {"page": "99"})) == [job.pk]
+
+
+class TestHtmxRequests:
+    def test_a_request_for_the_results_returns_only_the_results_partial(self, alice, user):
+        job = add_job(user, text="Sale")
+
+        response = alice.get(
+            "/tasks/", {"q": "Sale"}, HTTP_HX_REQUEST="true", HTTP_HX_TARGET="job-results"
+        )
+
+        body = response.content.decode()
+        assert response.status_code == 200
+        assert "<html" not in body
+        assert "<form" not in body
+        assert body.lstrip().startswith('<section id="job-results"')
+        assert rows(response) == [job.pk]
+
+    def test_a_plain_request_returns_the_whole_page(self, alice, user):
+        add_job(user)
+
+        body = alice.get("/tasks/").content.decode()
+
+        assert "<html" in body
+        assert 'id="job-results"' in body
+
+
+class TestQuickFilterCounts:
+    def test_count_each_status(self, alice, user):
+        for _ in range(3):
+            add_job(user, status=JobStatus.PROCESSING)
+        add_job(user, status=JobStatus.FAILED)
+
+        response = alice.get("/tasks/")
+
+        assert response.context["status_counts"] == [
+            ("processing", "Processing", 3),
+            ("failed", "Failed", 1),
+        ]
+        body = response.content.decode()
+        assert re.search(r">\s*3 processing\s*</a>", body)
+        assert re.search(r">\s*1 failed\s*</a>", body)
+
+    def test_reflect_the_other_filters_but_not_the_status_itself(self, alice, user, teammate):
+        for _ in range(3):
+            add_job(user, status=JobStatus.PROCESSING)
+        add_job(user, status=JobStatus.FAILED)
+        add_job(teammate, status=JobStatus.FAILED)
+        add_job(user, status=JobStatus.FAILED, archived_at=timezone.now())
+
+        response = alice.get("/tasks/", {"submitter": user.pk, "status": "processing"})
+
+        assert response.context["status_counts"] == [
+            ("processing", "Processing", 3),
+            ("failed", "Failed", 1),
+        ]
+        assert len(rows(response)) == 3
+
+
+class TestQueryCount:
+    def count_queries(self, client) -> int:
+        client.get("/tasks/")  # the first visit makes the profile; measure a usual one
+        with CaptureQueriesContext(connection) as queries:
+            response = client.get("/tasks/")
+        assert response.status_code == 200
+        return len(queries)
+
+    def test_does_not_grow_with_the_number_of_rows(self, alice, user, teammate):
+        for n in range(3):
+            add_job(user if n % 2 else teammate, status=JobStatus.PROCESSING)
+        few = self.count_queries(alice)
+
+        for n in range(57):
+            add_job(
+                user if n % 2 else teammate,
+                status=[JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.PENDING][n % 3],
+                voice_id=["genshin_vindi2", "ai_shatang"][n % 2],
+                finished_at=timezone.now() if n % 3 != 2 else None,
+            )
+        many = self.count_queries(alice)
+
+        assert Job.objects.count() == 60
+        assert many == few
+
+
+class TestLiveRows:
+    def test_sends_the_requested_rows_of_your_teams_out_of_band(
+        self, alice, user, teammate, other_user
+    ):
+        mine = add_job(user, status=JobStatus.PROCESSING)
+        carols = add_job(teammate, status=JobStatus.SENT)
+        bobs = add_job(other_user, status=JobStatus.PROCESSING)
+
+        response = alice.get(
+            "/tasks/live/", {"id": [mine.pk, carols.pk, bobs.pk]}, HTTP_HX_REQUEST="true"
+        )
+
+        body = response.content.decode()
+        assert response.status_code == 200
+        assert sorted(rows(response)) == sorted([mine.pk, carols.pk])
+        assert f'<tr id="job-row-{mine.pk}" class="status-processing" hx-swap-oob="true">' in body
+        assert "<html" not in body
+
+    def test_keeps_polling_only_for_the_rows_still_active(self, alice, user):
+        active = add_job(user, status=JobStatus.PROCESSING)
+        done = add_job(user, status=JobStatus.SUCCEEDED, finished_at=timezone.now())
+
+        response = alice.get("/tasks/live/", {"id": [active.pk, done.pk]})
+
+        body = response.content.decode()
+        poller = re.search(r'<div id="live-poller"[^>]*>', body)[0]
+        assert 'hx-swap-oob="true"' in poller
+        assert f"id={active.pk}" in poller
+        assert f"id={done.pk}" not in poller
+        # The job that just finished gets its final row once, then drops out of the poll.
+        assert f'<tr id="job-row-{done.pk}" class="status-succeeded"' in body
+
+    def test_answers_286_to_stop_polling_when_none_is_active(self, alice, user, other_user):
+        done = add_job(user, status=JobStatus.FAILED, finished_at=timezone.now())
+        bobs = add_job(other_user, status=JobStatus.PROCESSING)
+
+        response = alice.get("/tasks/live/", {"id": [done.pk, bobs.pk]})
+
+        assert response.status_code == 286
+        assert rows(response) == [done.pk]
+
+    def test_ignores_ids_that_are_not_numbers(self, alice, user):
+        active = add_job(user, status=JobStatus.PENDING)
+
+        response = alice.get("/tasks/live/", {"id": ["x", "1;DROP", active.pk]})
+
+        assert response.status_code == 200
+        assert rows(response) == [active.pk]
+
+    def test_includes_the_notices_block_out_of_band(self, alice, user):
+        Membership.objects.get(user=user)  # one team
+        alice.get("/tasks/")  # the person has seen the studio from here on
+        active = add_job(user, status=JobStatus.PROCESSING)
+        add_job(
+            user,
+            text="Ready while you looked",
+            status=JobStatus.SUCCEEDED,
+            finished_at=timezone.now() + timedelta(seconds=1),
+        )
+
+        response = alice.get("/tasks/live/", {"id": [active.pk]}, HTTP_HX_REQUEST="true")
+
+        body = response.content.decode()
+        assert re.search(r'<div id="notices"[^>]*hx-swap-oob="true"', body)
+        assert "Your lip-sync “Ready while you looked” is ready" in body
+        assert "<title>(1) " in body
+
+    def test_the_history_page_starts_the_poll_for_its_active_rows(self, alice, user):
+        active = add_job(user, status=JobStatus.PROCESSING)
+        done = add_job(user, status=JobStatus.SUCCEEDED)
+
+        body = alice.get("/tasks/").content.decode()
+
+        poller = re.search(r'<div id="live-poller"[^>]*>', body)[0]
+        assert f'hx-get="/tasks/live/?id={active.pk}"' in poller
+        assert f"id={done.pk}" not in poller

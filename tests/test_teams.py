@@ -1,0 +1,426 @@
+"""Team workspace: every job URL checks membership, team switching, roles, and the login pages."""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.test import Client
+from django.utils import timezone
+
+from tasks_app import services
+from tasks_app.models import Job, JobStatus, Membership, Profile, Team, TeamRole
+
+pytestmark = pytest.mark.django_db
+
+SECRET_TEXT = "Secret line of studio A"
+RESULT_URL = "https://cdn.kling.example/result.mp4"
+
+
+def finished(job: Job) -> Job:
+    """Mark ``job`` as Kling having finished it, with a result link (state for a URL check)."""
+    Job.objects.filter(pk=job.pk).update(
+        status=JobStatus.SUCCEEDED,
+        finished_at=timezone.now(),
+        result_video_url=RESULT_URL,
+        next_check_at=None,
+    )
+    job.refresh_from_db()
+    return job
+
+
+# (name, method, url, extra request headers, needs a finished job, alice's status)
+JOB_URLS = [
+    ("detail page", "get", "/tasks/{pk}/", {}, False, 200),
+    ("status poll", "get", "/tasks/{pk}/", {"HTTP_HX_REQUEST": "true"}, False, 200),
+    ("retry", "post", "/tasks/{pk}/retry/", {}, False, 302),
+    ("cancel", "post", "/tasks/{pk}/cancel/", {}, False, 302),
+    ("archive", "post", "/tasks/{pk}/archive/", {}, True, 302),
+    ("video", "get", "/tasks/{pk}/video/", {}, True, 302),
+    ("video download", "get", "/tasks/{pk}/video/?download=1", {}, True, 302),
+]
+
+
+def make_member(username: str, team: Team, role: str = TeamRole.MEMBER):
+    person = get_user_model().objects.create_user(username, password="correct horse battery")
+    Membership.objects.create(team=team, user=person, role=role)
+    return person
+
+
+class TestEveryJobUrlChecksTeamMembership:
+    @pytest.mark.parametrize(
+        ("method", "url", "headers", "done"),
+        [row[1:5] for row in JOB_URLS],
+        ids=[row[0] for row in JOB_URLS],
+    )
+    def test_a_person_of_another_team_gets_404(
+        self, bob, user, new_job, method, url, headers, done
+    ):
+        job = new_job(user, text=SECRET_TEXT)
+        if done:
+            finished(job)
+        jobs_before = Job.objects.count()
+
+        response = getattr(bob, method)(url.format(pk=job.pk), **headers)
+
+        assert response.status_code == 404
+        assert SECRET_TEXT not in response.content.decode()
+        assert Job.objects.count() == jobs_before
+        job.refresh_from_db()
+        assert job.archived_at is None
+        assert job.status != JobStatus.CANCELLED
+
+    @pytest.mark.parametrize(
+        ("method", "url", "headers", "done", "expected"),
+        [row[1:] for row in JOB_URLS],
+        ids=[row[0] for row in JOB_URLS],
+    )
+    def test_a_member_of_the_jobs_team_gets_through(
+        self, alice, user, new_job, method, url, headers, done, expected
+    ):
+        job = new_job(user, text=SECRET_TEXT)
+        if done:
+            finished(job)
+
+        response = getattr(alice, method)(url.format(pk=job.pk), **headers)
+
+        assert response.status_code == expected
+        if expected == 200:
+            assert f"/tasks/{job.pk}/" in response.content.decode()
+
+    def test_the_live_rows_of_another_team_are_not_sent(self, bob, alice, user, new_job):
+        job = new_job(user, text=SECRET_TEXT)
+
+        theirs = bob.get(f"/tasks/live/?id={job.pk}")
+        mine = alice.get(f"/tasks/live/?id={job.pk}")
+
+        assert f'id="job-row-{job.pk}"' not in theirs.content.decode()
+        assert SECRET_TEXT not in theirs.content.decode()
+        assert f'id="job-row-{job.pk}"' in mine.content.decode()
+        assert mine.status_code == 200
+
+    def test_new_from_another_teams_job_prefills_nothing(self, bob, alice, user, new_job):
+        job = new_job(user, text=SECRET_TEXT, video_id="860327899999999999")
+
+        theirs = bob.get(f"/tasks/new/?from={job.pk}")
+        mine = alice.get(f"/tasks/new/?from={job.pk}")
+
+        assert theirs.status_code == 200
+        assert theirs.context["source_job"] is None
+        assert SECRET_TEXT not in theirs.content.decode()
+        assert "860327899999999999" not in theirs.content.decode()
+        assert mine.context["source_job"] == job
+        assert SECRET_TEXT in mine.content.decode()
+
+    def test_the_history_of_another_team_does_not_list_the_job(self, bob, user, new_job):
+        new_job(user, text=SECRET_TEXT)
+
+        response = bob.get("/tasks/")
+
+        assert response.status_code == 200
+        assert SECRET_TEXT not in response.content.decode()
+
+
+ANONYMOUS_PAGES = [
+    ("get", "/tasks/"),
+    ("get", "/tasks/new/"),
+    ("get", "/tasks/{pk}/"),
+    ("get", "/tasks/live/?id={pk}"),
+    ("get", "/tasks/{pk}/video/"),
+    ("post", "/tasks/{pk}/retry/"),
+    ("post", "/tasks/{pk}/cancel/"),
+    ("post", "/tasks/{pk}/archive/"),
+    ("get", "/account/"),
+    ("post", "/teams/switch/"),
+    ("get", "/accounts/password_change/"),
+    ("get", "/"),
+]
+
+
+class TestAnonymousVisitors:
+    @pytest.mark.parametrize(("method", "url"), ANONYMOUS_PAGES)
+    def test_every_page_redirects_to_the_login(self, client, user, new_job, method, url):
+        job = new_job(user)
+        path = url.format(pk=job.pk)
+
+        response = getattr(client, method)(path)
+
+        assert response.status_code == 302
+        assert response["Location"].startswith("/accounts/login/?next=")
+
+    def test_the_callback_needs_no_login_but_a_valid_token(self, client, settings, user, new_job):
+        settings.KLING_WEBHOOK_SECRET = None
+        job = new_job(user)
+        token = services.job_callback_token(job=job)
+
+        wrong = client.post(
+            f"/kling/callback/{job.pk}/not-the-token/", b"{}", content_type="application/json"
+        )
+        right = client.post(
+            f"/kling/callback/{job.pk}/{token}/", b"{}", content_type="application/json"
+        )
+
+        assert wrong.status_code == 404
+        assert right.status_code == 204
+
+
+class TestSwitchingTeams:
+    @pytest.fixture
+    def both(self, user, other_team) -> object:
+        Membership.objects.create(team=other_team, user=user)
+        return user
+
+    def test_the_history_then_lists_only_the_chosen_teams_jobs(
+        self, alice, both, team, other_team, new_job
+    ):
+        new_job(both, team=team, text="Made in studio A")
+        new_job(both, team=other_team, text="Made in studio B")
+        before = alice.get("/tasks/").content.decode()
+
+        response = alice.post("/teams/switch/", {"team": other_team.pk})
+        after = alice.get("/tasks/").content.decode()
+
+        assert "Made in studio A" in before
+        assert "Made in studio B" not in before
+        assert response.status_code == 302
+        assert response["Location"] == "/tasks/"
+        assert "Made in studio B" in after
+        assert "Made in studio A" not in after
+        assert Profile.objects.get(user=both).current_team == other_team
+
+    def test_the_team_menu_is_shown_to_a_person_in_two_teams(self, alice, both, other_team):
+        page = alice.get("/tasks/").content.decode()
+
+        assert 'action="/teams/switch/"' in page
+        assert f'value="{other_team.pk}"' in page
+
+    def test_a_team_you_are_not_in_is_a_404(self, alice, user, team):
+        outsiders = Team.objects.create(name="Studio C")
+
+        response = alice.post("/teams/switch/", {"team": outsiders.pk})
+
+        assert response.status_code == 404
+        assert Profile.objects.filter(user=user, current_team=outsiders).count() == 0
+
+    def test_a_team_id_that_is_not_a_number_is_a_404(self, alice):
+        assert alice.post("/teams/switch/", {"team": "abc"}).status_code == 404
+
+    def test_a_new_job_goes_to_the_chosen_team(self, alice, both, other_team, text_job_data):
+        alice.post("/teams/switch/", {"team": other_team.pk})
+
+        response = alice.post("/tasks/new/", text_job_data)
+
+        assert response.status_code == 302
+        assert Job.objects.get().team == other_team
+
+
+class TestAPersonWithNoTeam:
+    @pytest.fixture
+    def loner(self, db):
+        return get_user_model().objects.create_user("dave", password="correct horse battery")
+
+    def test_gets_a_personal_team_as_its_admin_on_first_use(self, client, loner):
+        client.force_login(loner)
+
+        response = client.get("/tasks/")
+
+        assert response.status_code == 200
+        membership = Membership.objects.get(user=loner)
+        assert membership.role == TeamRole.ADMIN
+        assert membership.team.is_personal
+        assert response.context["team"] == membership.team
+
+    def test_can_submit_a_job_at_once(self, client, loner, text_job_data):
+        client.force_login(loner)
+
+        response = client.post("/tasks/new/", text_job_data)
+
+        assert response.status_code == 302
+        job = Job.objects.get()
+        assert job.submitted_by == loner
+        assert job.team.is_personal
+        assert Membership.objects.filter(user=loner, team=job.team).exists()
+
+    def test_keeps_the_same_personal_team_afterwards(self, client, loner):
+        client.force_login(loner)
+
+        client.get("/tasks/")
+        client.get("/account/")
+
+        assert Team.objects.filter(memberships__user=loner).count() == 1
+
+
+class TestRoles:
+    @pytest.fixture
+    def admin(self, team):
+        return make_member("erin", team, role=TeamRole.ADMIN)
+
+    def login(self, person) -> Client:
+        client = Client()
+        client.force_login(person)
+        return client
+
+    def test_the_submitter_may_cancel(self, user, new_job):
+        job = new_job(user)
+
+        response = self.login(user).post(f"/tasks/{job.pk}/cancel/")
+
+        assert response.status_code == 302
+        job.refresh_from_db()
+        assert job.status == JobStatus.CANCELLED
+
+    def test_a_team_admin_may_cancel(self, user, admin, new_job):
+        job = new_job(user)
+
+        response = self.login(admin).post(f"/tasks/{job.pk}/cancel/")
+
+        assert response.status_code == 302
+        job.refresh_from_db()
+        assert job.status == JobStatus.CANCELLED
+
+    def test_a_plain_teammate_may_not_cancel(self, user, teammate, new_job):
+        job = new_job(user)
+
+        response = self.login(teammate).post(f"/tasks/{job.pk}/cancel/")
+
+        assert response.status_code == 403
+        job.refresh_from_db()
+        assert job.status == JobStatus.PENDING
+
+    @pytest.mark.parametrize("who", ["submitter", "admin"])
+    def test_the_submitter_and_a_team_admin_may_archive(self, user, admin, new_job, who):
+        job = finished(new_job(user))
+        person = user if who == "submitter" else admin
+
+        response = self.login(person).post(f"/tasks/{job.pk}/archive/", {"archive": "1"})
+
+        assert response.status_code == 302
+        job.refresh_from_db()
+        assert job.archived_at is not None
+
+    def test_a_plain_teammate_may_not_archive(self, user, teammate, new_job):
+        job = finished(new_job(user))
+
+        response = self.login(teammate).post(f"/tasks/{job.pk}/archive/", {"archive": "1"})
+
+        assert response.status_code == 403
+        job.refresh_from_db()
+        assert job.archived_at is None
+
+    def test_archiving_can_be_undone(self, user, new_job):
+        job = finished(new_job(user))
+        Job.objects.filter(pk=job.pk).update(archived_at=timezone.now() - timedelta(days=1))
+
+        self.login(user).post(f"/tasks/{job.pk}/archive/", {"archive": "0"})
+
+        job.refresh_from_db()
+        assert job.archived_at is None
+
+    def test_any_member_may_retry(self, user, teammate, new_job):
+        job = new_job(user)
+
+        response = self.login(teammate).post(f"/tasks/{job.pk}/retry/")
+
+        assert response.status_code == 302
+        retry = Job.objects.get(retry_of=job)
+        assert retry.submitted_by == teammate
+        assert retry.team == job.team
+        assert response["Location"] == retry.get_absolute_url()
+
+    def test_the_detail_page_offers_the_manage_buttons_only_to_those_allowed(
+        self, user, teammate, admin, new_job
+    ):
+        job = new_job(user)
+        cancel = f'action="/tasks/{job.pk}/cancel/"'
+
+        assert cancel in self.login(user).get(job.get_absolute_url()).content.decode()
+        assert cancel in self.login(admin).get(job.get_absolute_url()).content.decode()
+        assert cancel not in self.login(teammate).get(job.get_absolute_url()).content.decode()
+
+
+class TestTheAccountPages:
+    def test_the_login_page_uses_the_studios_template_and_logs_in(self, client, user):
+        page = client.get("/accounts/login/")
+
+        response = client.post(
+            "/accounts/login/", {"username": "alice", "password": "correct horse battery"}
+        )
+
+        assert page.status_code == 200
+        assert "registration/login.html" in [t.name for t in page.templates]
+        assert "base.html" in [t.name for t in page.templates]
+        assert response.status_code == 302
+        assert response["Location"] == "/tasks/"
+        assert client.get("/tasks/").status_code == 200
+
+    def test_a_wrong_password_is_refused_on_the_page(self, client, user):
+        response = client.post("/accounts/login/", {"username": "alice", "password": "nope"})
+
+        assert response.status_code == 200
+        assert 'role="alert"' in response.content.decode()
+        assert client.get("/tasks/").status_code == 302
+
+    def test_logout_is_a_post_and_ends_the_session(self, alice):
+        page = alice.get("/tasks/").content.decode()
+
+        response = alice.post("/accounts/logout/")
+
+        assert 'action="/accounts/logout/"' in page
+        assert response.status_code == 302
+        assert response["Location"] == "/accounts/login/"
+        assert alice.get("/tasks/").status_code == 302
+
+    def test_logout_by_get_is_not_allowed(self, alice):
+        assert alice.get("/accounts/logout/").status_code == 405
+        assert alice.get("/tasks/").status_code == 200
+
+    def test_the_password_can_be_changed(self, alice, user):
+        page = alice.get("/accounts/password_change/")
+
+        response = alice.post(
+            "/accounts/password_change/",
+            {
+                "old_password": "correct horse battery",
+                "new_password1": "a much newer passphrase",
+                "new_password2": "a much newer passphrase",
+            },
+        )
+        done = alice.get(response["Location"])
+
+        assert "registration/password_change_form.html" in [t.name for t in page.templates]
+        assert response.status_code == 302
+        assert "registration/password_change_done.html" in [t.name for t in done.templates]
+        user.refresh_from_db()
+        assert user.check_password("a much newer passphrase")
+
+
+class TestTheDemoSetupCommand:
+    def test_the_demo_account_belongs_to_the_demo_team(self, db):
+        call_command("demo_setup", stdout=io.StringIO())
+
+        demo = get_user_model().objects.get(username="demo")
+        membership = Membership.objects.get(user=demo)
+        assert membership.team.name == "Demo team"
+        assert not membership.team.is_personal
+        assert membership.role == TeamRole.ADMIN
+        assert demo.check_password("lipsync-demo")
+
+    def test_running_it_twice_makes_no_second_team_or_membership(self, db):
+        call_command("demo_setup", stdout=io.StringIO())
+        call_command("demo_setup", stdout=io.StringIO())
+
+        assert Team.objects.filter(name="Demo team").count() == 1
+        assert Membership.objects.filter(user__username="demo").count() == 1
+
+    def test_the_demo_account_works_in_the_demo_team(self, client, db):
+        call_command("demo_setup", stdout=io.StringIO())
+
+        client.post("/accounts/login/", {"username": "demo", "password": "lipsync-demo"})
+        response = client.get("/tasks/")
+
+        assert response.status_code == 200
+        assert response.context["team"].name == "Demo team"
+        assert not Team.objects.filter(is_personal=True).exists()
