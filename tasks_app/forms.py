@@ -62,7 +62,8 @@ def _check_url(value: str, *, extensions: tuple[str, ...], kind: str) -> str:
         raise forms.ValidationError(
             _("Links with a user name or password in them are not accepted."), code="credentials"
         )
-    suffix = PurePosixPath(parts.path).suffix.lower()
+    # A trailing slash names a folder, whatever the segment before it looks like.
+    suffix = "" if parts.path.endswith("/") else PurePosixPath(parts.path).suffix.lower()
     if suffix not in extensions:
         raise forms.ValidationError(
             _("The link must point to {kind} file ending in {extensions}.").format(
@@ -211,7 +212,7 @@ class JobForm(forms.Form):
 
     def clean_text(self) -> str:
         value = self.cleaned_data["text"]
-        if _has_control_characters(value.replace("\n", " ").replace("\r", "")):
+        if _has_control_characters(value.replace("\n", " ").replace("\r", "").replace("\t", " ")):
             raise forms.ValidationError(
                 _("The text contains invisible control characters; please retype it."),
                 code="control",
@@ -343,7 +344,10 @@ class JobForm(forms.Form):
         )
 
     def submission_key_value(self) -> uuid.UUID:
-        return self.cleaned_data.get("submission_key") or uuid.uuid4()
+        # A script that posts without a key gets one per valid form, fixed once chosen.
+        if not self.cleaned_data.get("submission_key"):
+            self.cleaned_data["submission_key"] = uuid.uuid4()
+        return self.cleaned_data["submission_key"]
 
 
 class AccountForm(forms.ModelForm):

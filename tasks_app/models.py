@@ -159,6 +159,8 @@ class Job(models.Model):
         blank=True,
         help_text=_("What the person sees under the status, e.g. why it waits or why it failed."),
     )
+    # The same sentence as stored for translation when shown (see tasks_app.wording).
+    status_message = models.JSONField(default=dict, blank=True, editable=False)
     next_check_at = models.DateTimeField(null=True, blank=True, db_index=True)
     send_attempts = models.PositiveIntegerField(default=0)
     # Set just before a create leaves for Kling and cleared once its outcome is known: while it
@@ -190,6 +192,7 @@ class Job(models.Model):
     stored_sha256 = models.CharField(_("copy SHA-256"), max_length=64, blank=True)
     store_attempts = models.PositiveIntegerField(default=0)
     store_error = models.CharField(_("copy problem"), max_length=500, blank=True)
+    store_message = models.JSONField(default=dict, blank=True, editable=False)
 
     archived_at = models.DateTimeField(_("archived"), null=True, blank=True, db_index=True)
     # When the submitter was told the job finished (notice on a page, e-mail).
@@ -294,6 +297,7 @@ class JobEvent(models.Model):
     old_status = models.CharField(max_length=16, choices=JobStatus.choices, blank=True)
     new_status = models.CharField(max_length=16, choices=JobStatus.choices)
     note = models.CharField(max_length=500, blank=True)
+    note_message = models.JSONField(default=dict, blank=True, editable=False)
 
     class Meta:
         ordering = ["created_at", "pk"]

@@ -17,18 +17,28 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.utils import timezone
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from tasks_app.models import Job, JobStatus
+from tasks_app.wording import Message, at, render_english, say
 
 logger = logging.getLogger(__name__)
 
 VIDEO_TYPES = ("video/", "application/octet-stream", "binary/octet-stream")
 CHUNK = 256 * 1024
+TOO_BIG = say(gettext_noop("The result video is larger than allowed."))
 
 
 class ResultDownloadError(Exception):
-    """The result could not be copied; the message is shown to people as it is."""
+    """The result could not be copied; the message is shown to people as it is.
+
+    ``permanent`` marks a failure that trying again cannot fix (a link that is not a web link).
+    """
+
+    def __init__(self, message: Message, *, permanent: bool = False) -> None:
+        super().__init__(render_english(message))
+        self.message = message
+        self.permanent = permanent
 
 
 def job_store_result(*, job_id: int) -> None:
@@ -47,28 +57,40 @@ def job_store_result(*, job_id: int) -> None:
     try:
         name, size, digest = _download(job)
     except ResultDownloadError as err:
-        logger.warning("Copying the result of job %s failed: %s", job.pk, err)
+        logger.warning(
+            "Copying the result of job %s failed: %s", job.pk, render_english(err.message)
+        )
         with transaction.atomic():
-            if attempts < settings.RESULT_STORE_ATTEMPTS:
-                wait = timedelta(seconds=min(30 * 2 ** (attempts - 1), 3600))
-                message = _("{reason} The studio will try again at {time}.").format(
-                    reason=err, time=timezone.localtime(timezone.now() + wait).strftime("%H:%M")
+            if attempts < settings.RESULT_STORE_ATTEMPTS and not err.permanent:
+                retry_at = timezone.now() + timedelta(seconds=min(30 * 2 ** (attempts - 1), 3600))
+                message = say(
+                    gettext_noop("{reason} The studio will try again at {time}."),
+                    reason=err.message,
+                    time=at(retry_at),
                 )
-                store_result.using(run_after=timezone.now() + wait).enqueue(job.pk)
+                store_result.using(run_after=retry_at).enqueue(job.pk)
             else:
-                message = _("{reason} The studio gave up; Kling's link still works for 30 days.")
-                message = message.format(reason=err)
-            Job.objects.filter(pk=job.pk).update(store_error=message[:500])
+                message = say(
+                    gettext_noop(
+                        "{reason} The studio gave up; Kling's link still works for 30 days."
+                    ),
+                    reason=err.message,
+                )
+            Job.objects.filter(pk=job.pk).update(
+                store_error=render_english(message)[:500], store_message=message
+            )
         return
     Job.objects.filter(pk=job.pk).update(
-        stored_video=name, stored_size=size, stored_sha256=digest, store_error=""
+        stored_video=name, stored_size=size, stored_sha256=digest, store_error="", store_message={}
     )
 
 
 def _download(job: Job) -> tuple[str, int, str]:
     url = job.result_video_url
     if urlsplit(url).scheme not in ("http", "https"):
-        raise ResultDownloadError(_("The result link is not a web link."))
+        raise ResultDownloadError(
+            say(gettext_noop("The result link is not a web link.")), permanent=True
+        )
     limit = settings.RESULT_MAX_BYTES
     digest = hashlib.sha256()
     size = 0
@@ -81,34 +103,37 @@ def _download(job: Job) -> tuple[str, int, str]:
             ):
                 if response.status_code != 200:
                     raise ResultDownloadError(
-                        _("Kling's file server answered {status}.").format(
-                            status=response.status_code
+                        say(
+                            gettext_noop("Kling's file server answered {status}."),
+                            status=response.status_code,
                         )
                     )
                 content_type = response.headers.get("content-type", "").lower()
                 if not content_type.startswith(VIDEO_TYPES):
                     raise ResultDownloadError(
-                        _("The result link did not return a video ({type}).").format(
-                            type=content_type or "?"
+                        say(
+                            gettext_noop("The result link did not return a video ({type})."),
+                            type=content_type or "?",
                         )
                     )
                 declared = response.headers.get("content-length", "")
                 if declared.isdigit() and int(declared) > limit:
-                    raise ResultDownloadError(_("The result video is larger than allowed."))
+                    raise ResultDownloadError(TOO_BIG)
                 for chunk in response.iter_bytes(CHUNK):
                     size += len(chunk)
                     if size > limit:
-                        raise ResultDownloadError(_("The result video is larger than allowed."))
+                        raise ResultDownloadError(TOO_BIG)
                     digest.update(chunk)
                     spool.write(chunk)
         except httpx.HTTPError as err:
             raise ResultDownloadError(
-                _("The result video could not be downloaded ({kind}).").format(
-                    kind=type(err).__name__
+                say(
+                    gettext_noop("The result video could not be downloaded ({kind})."),
+                    kind=type(err).__name__,
                 )
             ) from None
         if size == 0:
-            raise ResultDownloadError(_("The result video was empty."))
+            raise ResultDownloadError(say(gettext_noop("The result video was empty.")))
         spool.seek(0)
         name = default_storage.save(f"results/{job.team_id}/job-{job.pk}.mp4", File(spool))
     return name, size, digest.hexdigest()

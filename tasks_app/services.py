@@ -26,9 +26,9 @@ from django.core.cache import cache
 from django.core.files.base import File
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
-from django.utils import formats, timezone
+from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from tasks_app.kling import (
     AudioTrack,
@@ -43,6 +43,7 @@ from tasks_app.kling import (
 from tasks_app.kling_setup import kling_client
 from tasks_app.models import Job, JobEvent, JobMode, JobStatus, Team
 from tasks_app.plain_words import error_message, failure_message
+from tasks_app.wording import Message, at, render_english, say
 
 logger = logging.getLogger(__name__)
 
@@ -122,8 +123,8 @@ def job_create(
         voice_speed=job_input.voice_speed if is_text else None,
         audio_url="" if is_text else job_input.audio_url,
         audio_name="" if is_text else job_input.audio_name,
-        status_detail=_("Waiting for the studio's worker to send it to Kling."),
     )
+    _tell(job, say(gettext_noop("Waiting for the studio's worker to send it to Kling.")))
     if not is_text and job_input.audio_upload is not None:
         job.audio_file.save(job_input.audio_upload.name, job_input.audio_upload, save=False)
     elif not is_text and job_input.audio_stored_name:
@@ -132,7 +133,7 @@ def job_create(
     try:
         with transaction.atomic():
             job.save()
-            _set_status(job, JobStatus.PENDING, note=_("Submitted"), old_status="")
+            _set_status(job, JobStatus.PENDING, note=say(gettext_noop("Submitted")), old_status="")
             # Enqueued in the same transaction as the job row (the queue lives in the database),
             # so a stored job always has its first run scheduled.
             _schedule(job, at=timezone.now())
@@ -142,6 +143,11 @@ def job_create(
         existing = Job.objects.filter(submitted_by=submitted_by, submission_key=submission_key)
         return existing.get(), False
     return job, True
+
+
+def job_exists(*, submitted_by: AbstractBaseUser, submission_key: uuid.UUID) -> bool:
+    """Whether this submission already made a job (a resubmitted form is not a new job)."""
+    return Job.objects.filter(submitted_by=submitted_by, submission_key=submission_key).exists()
 
 
 def job_retry(*, job: Job, submitted_by: AbstractBaseUser) -> tuple[Job, bool]:
@@ -167,8 +173,8 @@ def job_cancel(*, job: Job) -> bool:
             return False
         locked.finished_at = timezone.now()
         locked.next_check_at = None
-        locked.status_detail = _("Cancelled before it was sent. No credits were used.")
-        _set_status(locked, JobStatus.CANCELLED, note=_("Cancelled by a person"))
+        _tell(locked, say(gettext_noop("Cancelled before it was sent. No credits were used.")))
+        _set_status(locked, JobStatus.CANCELLED, note=say(gettext_noop("Cancelled by a person")))
         locked.save()
     job.refresh_from_db()
     return True
@@ -265,7 +271,7 @@ def _send(job: Job) -> None:
     except KlingError as err:
         _after_send_error(job, err)
     else:
-        _adopt(job, task, note=_("Sent to Kling"))
+        _adopt(job, task, note=say(gettext_noop("Sent to Kling")))
 
 
 def _after_send_error(job: Job, err: KlingError) -> None:
@@ -277,8 +283,13 @@ def _after_send_error(job: Job, err: KlingError) -> None:
         job.kling_request_id = err.request_id or job.kling_request_id
         if err.outcome_unknown:
             # The request may have reached Kling: never send again before finding out.
-            job.status_detail = _(
-                "The studio lost Kling's answer and is checking whether the job arrived."
+            _tell(
+                job,
+                say(
+                    gettext_noop(
+                        "The studio lost Kling's answer and is checking whether the job arrived."
+                    )
+                ),
             )
             _schedule(job, at=now + timedelta(seconds=_reconcile_wait()))
         elif err.retryable and (
@@ -292,26 +303,27 @@ def _after_send_error(job: Job, err: KlingError) -> None:
             if err.kind == ErrorKind.CONCURRENCY:
                 # Slots free up as the account's tasks end, typically within minutes.
                 wait = min(wait, timedelta(seconds=settings.KLING_POLL_MAX_SECONDS))
-            at = now + wait
-            when = formats.time_format(timezone.localtime(at), "H:i:s")
+            retry_at = now + wait
             if err.kind == ErrorKind.CONCURRENCY:
-                job.status_detail = _(
+                waiting = gettext_noop(
                     "Waiting for a free slot: the Kling account is running as many jobs as it "
                     "may. Will try again at {time}."
-                ).format(time=when)
+                )
+                _tell(job, say(waiting, time=at(retry_at)))
             else:
-                job.status_detail = _(
-                    "Waiting - Kling is busy, will retry at {time}. ({reason})"
-                ).format(time=when, reason=error_message(err))
-            _schedule(job, at=at)
+                waiting = gettext_noop("Waiting - Kling is busy, will retry at {time}. ({reason})")
+                _tell(job, say(waiting, time=at(retry_at), reason=error_message(err)))
+            _schedule(job, at=retry_at)
         else:
             job.send_started_at = None
             message = error_message(err)
             if err.retryable:
-                message = _("Gave up after {n} tries. {reason}").format(
-                    n=job.send_attempts, reason=message
+                message = say(
+                    gettext_noop("Gave up after {n} tries. {reason}"),
+                    n=job.send_attempts,
+                    reason=message,
                 )
-            _fail(job, message, note=_("Kling refused the job"))
+            _fail(job, message, note=say(gettext_noop("Kling refused the job")))
         job.save()
 
 
@@ -331,7 +343,7 @@ def _reconcile(job: Job) -> None:
 
     match = _find_own_task(job, candidates)
     if match is not None:
-        _adopt(job, match, note=_("Found on Kling after a lost answer"))
+        _adopt(job, match, note=say(gettext_noop("Found on Kling after a lost answer")))
         return
 
     with transaction.atomic():
@@ -342,8 +354,9 @@ def _reconcile(job: Job) -> None:
             _schedule(job, at=min(settle_at, now + timedelta(seconds=_reconcile_wait())))
         else:
             job.send_started_at = None
-            job.status_detail = _("Kling never received the job; sending it again.")
-            _schedule(job, at=now)
+            _tell(job, say(gettext_noop("Kling never received the job; sending it again.")))
+            # Answers lost again and again (a flaky proxy, say) back off like other failures.
+            _schedule(job, at=now + _backoff(job.send_attempts))
         job.save()
 
 
@@ -385,7 +398,7 @@ def _find_own_task(job: Job, tasks: list[KlingTask]) -> KlingTask | None:
     return mine[0] if mine else None
 
 
-def _adopt(job: Job, task: KlingTask, *, note: str) -> None:
+def _adopt(job: Job, task: KlingTask, *, note: Message) -> None:
     """Record that Kling holds ``task`` for this job, then check it on schedule."""
     now = timezone.now()
     with transaction.atomic():
@@ -396,7 +409,7 @@ def _adopt(job: Job, task: KlingTask, *, note: str) -> None:
         job.sent_at = now
         job.error_code = None
         job.error_detail = ""
-        job.status_detail = _("Kling has the job and will start on it shortly.")
+        _tell(job, say(gettext_noop("Kling has the job and will start on it shortly.")))
         _set_status(job, JobStatus.SENT, note=note)
         _apply_kling_task(job, task)
         if job.is_active:
@@ -416,7 +429,11 @@ def _check(job: Job) -> None:
             job.error_code = err.code
             job.error_detail = str(err)
             if err.kind == ErrorKind.NOT_FOUND and job.poll_errors >= 10:
-                _fail(job, _("Kling no longer knows this job."), note=_("Lost on Kling"))
+                _fail(
+                    job,
+                    say(gettext_noop("Kling no longer knows this job.")),
+                    note=say(gettext_noop("Lost on Kling")),
+                )
             else:
                 wait = min(_backoff(job.poll_errors), _poll_interval(job, now) * 4)
                 _schedule(job, at=now + wait)
@@ -447,12 +464,14 @@ def _apply_kling_task(job: Job, task: KlingTask) -> None:
 
     if task.status == TaskStatus.PROCESSING and job.status == JobStatus.SENT:
         job.processing_at = now
-        job.status_detail = _("Kling is making the video.")
-        _set_status(job, JobStatus.PROCESSING, note=_("Kling started processing"))
+        _tell(job, say(gettext_noop("Kling is making the video.")))
+        _set_status(job, JobStatus.PROCESSING, note=say(gettext_noop("Kling started processing")))
     elif task.status == TaskStatus.SUCCEED:
         video = task.videos[0] if task.videos else None
         if video is None:
-            _fail(job, _("Kling said the job succeeded but sent no video. Try again."))
+            _fail(
+                job, say(gettext_noop("Kling said the job succeeded but sent no video. Try again."))
+            )
             return
         job.result_video_id = video.id or ""
         job.result_video_url = video.url
@@ -460,18 +479,22 @@ def _apply_kling_task(job: Job, task: KlingTask) -> None:
         job.processing_at = job.processing_at or now
         job.finished_at = now
         job.next_check_at = None
-        job.status_detail = _("Your lip-synced video is ready.")
-        _set_status(job, JobStatus.SUCCEEDED, note=_("Kling finished the video"))
+        _tell(job, say(gettext_noop("Your lip-synced video is ready.")))
+        _set_status(job, JobStatus.SUCCEEDED, note=say(gettext_noop("Kling finished the video")))
         _after_finish(job)
     elif task.status == TaskStatus.FAILED:
-        _fail(job, failure_message(task.status_msg or ""), note=_("Kling reported a failure"))
+        _fail(
+            job,
+            failure_message(task.status_msg or ""),
+            note=say(gettext_noop("Kling reported a failure")),
+        )
 
 
-def _fail(job: Job, message: str, *, note: str = "") -> None:
+def _fail(job: Job, message: Message, *, note: Message | None = None) -> None:
     job.finished_at = timezone.now()
     job.next_check_at = None
-    job.status_detail = message[:500]
-    _set_status(job, JobStatus.FAILED, note=note or message[:500])
+    _tell(job, message)
+    _set_status(job, JobStatus.FAILED, note=note or message)
     _after_finish(job)
 
 
@@ -484,13 +507,27 @@ def _after_finish(job: Job) -> None:
     email_job_finished.enqueue(job.pk)
 
 
-def _set_status(job: Job, status: JobStatus, *, note: str, old_status: str | None = None) -> None:
+def _set_status(
+    job: Job, status: JobStatus, *, note: Message, old_status: str | None = None
+) -> None:
     """Change the status and record the change (the caller saves the job)."""
     previous = job.status if old_status is None else old_status
     if previous == status and old_status is None:
         return
     job.status = status
-    JobEvent.objects.create(job=job, old_status=previous, new_status=status, note=note[:500])
+    JobEvent.objects.create(
+        job=job,
+        old_status=previous,
+        new_status=status,
+        note=render_english(note)[:500],
+        note_message=note,
+    )
+
+
+def _tell(job: Job, message: Message) -> None:
+    """Set what the job's page says under its status (the caller saves the job)."""
+    job.status_message = message
+    job.status_detail = render_english(message)[:500]
 
 
 def _schedule(job: Job, *, at: datetime) -> None:

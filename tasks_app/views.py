@@ -20,7 +20,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.http import HttpResponseStopPolling
+from django_htmx.http import HttpResponseStopPolling, trigger_client_event
 from django_htmx.middleware import HtmxDetails
 
 from tasks_app import ratelimits, services, teams, webhooks
@@ -73,11 +73,14 @@ def job_list(request: HtmxHttpRequest) -> HttpResponse:
 @require_GET
 def job_list_live(request: HtmxHttpRequest) -> HttpResponse:
     """The page's active rows, refreshed in one request (each row swaps itself out of band)."""
-    ids = [int(value) for value in request.GET.getlist("id") if value.isdigit()][:JOBS_PER_PAGE]
+    ids = [int(value) for value in request.GET.getlist("id") if _is_id(value)][:JOBS_PER_PAGE]
     jobs = list(Job.objects.visible_to(request.user).with_people().filter(pk__in=ids))
     live_ids = [job.pk for job in jobs if job.is_active]
     context = {"jobs": jobs, "live_ids": live_ids, "notices": notices_peek(user=request.user)}
     response = render(request, "tasks/job_list.html#live", context)
+    if len(live_ids) < len(ids):
+        # A job finished: the page's counts and filters may no longer match; refresh them.
+        trigger_client_event(response, "jobs-changed")
     if not live_ids:
         response.status_code = HttpResponseStopPolling.status_code
     return response
@@ -120,7 +123,13 @@ def _job_create(request: HtmxHttpRequest) -> HttpResponse:
                     mb=settings.KLING_MAX_AUDIO_BYTES / (1024 * 1024)
                 ),
             )
-        if form.is_valid() and not ratelimits.submission_is_allowed(user=request.user):
+        if (
+            form.is_valid()
+            and not services.job_exists(
+                submitted_by=request.user, submission_key=form.submission_key_value()
+            )
+            and not ratelimits.submission_is_allowed(user=request.user)
+        ):
             form.add_error(
                 None,
                 _(
@@ -142,7 +151,7 @@ def _job_create(request: HtmxHttpRequest) -> HttpResponse:
     else:
         initial: dict = {"submission_key": uuid.uuid4()}
         source_id = request.GET.get("from", "")
-        if source_id.isdigit():
+        if _is_id(source_id):
             source_job = Job.objects.visible_to(request.user).filter(pk=int(source_id)).first()
             if source_job:
                 initial |= _initial_from_job(source_job)
@@ -227,6 +236,15 @@ def job_archive(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     return redirect(request.POST.get("next") if _is_local(request.POST.get("next")) else job)
 
 
+def _is_id(value: str) -> bool:
+    """A database id from a URL or form: ASCII digits that fit a 64-bit column.
+
+    ``str.isdigit`` alone also accepts "²" (which ``int`` refuses) and numbers too big for the
+    database (SQLite raises OverflowError on them).
+    """
+    return value.isascii() and value.isdigit() and len(value) <= 18
+
+
 def _is_local(url: str | None) -> bool:
     return bool(url) and url_has_allowed_host_and_scheme(url, allowed_hosts=None)
 
@@ -277,6 +295,6 @@ def account(request: HtmxHttpRequest) -> HttpResponse:
 @require_POST
 def team_switch(request: HtmxHttpRequest) -> HttpResponse:
     team_id = request.POST.get("team", "")
-    if not team_id.isdigit() or teams.team_switch(user=request.user, team_id=int(team_id)) is None:
+    if not _is_id(team_id) or teams.team_switch(user=request.user, team_id=int(team_id)) is None:
         raise Http404
     return redirect("tasks:list")

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.test import Client
 from django.utils import timezone
@@ -14,6 +19,28 @@ from django_tasks_db.models import DBTaskResult
 
 from tasks_app.kling.simulator import KlingSimulator, ManualClock, SimulatorConfig
 from tasks_app.models import Membership, Team, TeamRole
+
+
+def _use_a_file_for_the_sqlite_test_database() -> None:
+    """Give SQLite's test database a file, as the studio's own database has.
+
+    Django's default in-memory test database is one shared-cache connection pool, where a
+    write by the worker thread makes the live server's reads fail at once with "database table
+    is locked" (shared-cache locks ignore the busy timeout). A file in WAL mode with the
+    settings' timeout lets the three threads wait for each other. This runs when the test
+    session starts, before any test database exists, so every test uses the file.
+    The file lives in a fresh temporary folder: parallel sessions must not share it.
+    """
+    database = settings.DATABASES["default"]
+    test = database.setdefault("TEST", {})
+    if database["ENGINE"] != "django.db.backends.sqlite3" or test.get("NAME"):
+        return
+    folder = tempfile.mkdtemp(prefix="studio-test-db-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    test["NAME"] = os.path.join(folder, "test.sqlite3")
+
+
+_use_a_file_for_the_sqlite_test_database()
 
 
 @pytest.fixture

@@ -35,9 +35,7 @@ def connect():
     clients: list[KlingClient] = []
 
     def make(base_url: str, auth=None) -> KlingClient:
-        client = KlingClient(
-            base_url=base_url, auth=auth or ApiKeyAuth("demo-key"), read_timeout=5
-        )
+        client = KlingClient(base_url=base_url, auth=auth or ApiKeyAuth("demo-key"), read_timeout=5)
         clients.append(client)
         return client
 
@@ -133,8 +131,10 @@ class TestTextMode:
 
     def test_chinese_text_arrives_intact(self, kling, connect):
         client = connect(kling.api_url)
-        client.create_task(text_request(text="你好，世界", voice_id="tiyuxi_xuedi", voice_language="zh"))
-        assert last_create(kling)["input"]["text"] == "你好，世界"
+        client.create_task(
+            text_request(text="你好世界", voice_id="tiyuxi_xuedi", voice_language="zh")
+        )
+        assert last_create(kling)["input"]["text"] == "你好世界"
 
 
 class TestAudioModes:

@@ -47,7 +47,11 @@ class TestKlingCheck:
         assert kling.list_count == 1
 
     def test_it_says_ok_with_the_access_key_mode(self, start_kling, settings):
-        kling = start_kling(api_key=None, access_key="ak-check", secret_key="secret-check-5678-long-enough-for-hs256")
+        kling = start_kling(
+            api_key=None,
+            access_key="ak-check",
+            secret_key="secret-check-5678-long-enough-for-hs256",
+        )
         settings.KLING_ACCESS_KEY = "ak-check"
         settings.KLING_SECRET_KEY = "secret-check-5678-long-enough-for-hs256"
 
@@ -75,7 +79,9 @@ class TestKlingCheck:
         assert "sk-wrong-key-9876" not in message
 
     def test_a_wrong_secret_fails_and_never_shows_it(self, start_kling, settings):
-        start_kling(api_key=None, access_key="ak-check", secret_key="the-right-secret-long-enough-for-hs256")
+        start_kling(
+            api_key=None, access_key="ak-check", secret_key="the-right-secret-long-enough-for-hs256"
+        )
         settings.KLING_ACCESS_KEY = "ak-check"
         settings.KLING_SECRET_KEY = "wrong-secret-4321-long-enough-for-hs256!"
 

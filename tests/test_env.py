@@ -143,7 +143,8 @@ class TestEnvurl:
         assert envurl(NAME, "https://example.com/") == "https://example.com"
 
     @pytest.mark.parametrize(
-        "value", ["ftp://example.com", "example.com", "http://", "https:/example.com", "javascript:x"]
+        "value",
+        ["ftp://example.com", "example.com", "http://", "https:/example.com", "javascript:x"],
     )
     def test_anything_but_an_http_url_stops_start_up(self, env, value):
         env(value)
@@ -155,7 +156,7 @@ def import_settings(**variables: str) -> subprocess.CompletedProcess:
     """Import the settings in a fresh interpreter with only ``variables`` set."""
     clean = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(PROJECT)}
     clean |= variables
-    return subprocess.run(  # noqa: S603
+    return subprocess.run(
         [sys.executable, "-c", "import lipsync_site.settings"],
         cwd=PROJECT,
         env=clean,

@@ -487,3 +487,19 @@ class TestAnonymousVisitors:
         assert response.status_code == 302
         assert "/accounts/login/" in response["Location"]
         assert Job.objects.count() == 0
+
+
+class TestResubmittingAtTheRateLimit:
+    def test_a_resubmitted_form_finds_its_job_even_at_the_limit(
+        self, alice, kling, text_job_data, settings
+    ):
+        settings.SUBMISSIONS_PER_MINUTE = 1
+        data = text_job_data | {"submission_key": "0b6f3c1e-9a54-4b1a-8d0f-2f0a6c7d9e11"}
+        first = alice.post("/tasks/new/", data)
+        again = alice.post("/tasks/new/", data)
+        assert first.status_code == 302
+        assert again.status_code == 302
+        assert again["Location"] == first["Location"]
+        other = alice.post("/tasks/new/", text_job_data)
+        assert other.status_code == 400
+        assert "in the last minute" in other.content.decode()

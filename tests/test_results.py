@@ -384,3 +384,6 @@ class TestWhenTheCopyFails:
         assert not job.stored_video
         assert "The result link is not a web link." in job.store_error
         assert job.status == JobStatus.SUCCEEDED
+        # Trying again cannot turn it into a web link, so no retry is scheduled.
+        assert store_retries() == []
+        assert job.store_attempts == 1

@@ -197,6 +197,18 @@ class TestSwitchingTeams:
         assert 'action="/teams/switch/"' in page
         assert f'value="{other_team.pk}"' in page
 
+    def test_leaving_the_current_team_falls_back_to_a_team_you_are_still_in(
+        self, alice, both, team, other_team, new_job
+    ):
+        new_job(both, team=team, text="Made in studio A")
+        alice.post("/teams/switch/", {"team": other_team.pk})
+        Membership.objects.filter(user=both, team=other_team).delete()
+
+        response = alice.get("/tasks/")
+
+        assert response.context["team"] == team
+        assert "Made in studio A" in response.content.decode()
+
     def test_a_team_you_are_not_in_is_a_404(self, alice, user, team):
         outsiders = Team.objects.create(name="Studio C")
 

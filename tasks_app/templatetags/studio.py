@@ -7,6 +7,7 @@ from django.utils.translation import get_language, ngettext
 from django.utils.translation import gettext as _
 
 from tasks_app.kling.voices import get_voice
+from tasks_app.wording import Message, render
 
 register = template.Library()
 
@@ -45,3 +46,9 @@ def typical_time(seconds: float | None) -> str:
     return ngettext("usually about %(m)d minute", "usually about %(m)d minutes", minutes) % {
         "m": minutes
     }
+
+
+@register.filter
+def said(message: Message | None, fallback: str = "") -> str:
+    """A stored sentence in the reader's language (``fallback``: the stored English text)."""
+    return render(message) or fallback

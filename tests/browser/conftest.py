@@ -6,18 +6,14 @@ simulator on a port of its own, and the background worker in a thread.
 
 from __future__ import annotations
 
-import atexit
 import os
 import re
-import shutil
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.db import connections
 from django_tasks_db.management.commands.db_worker import Worker
@@ -45,28 +41,6 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 PASSWORD = "correct horse battery"
 
 
-def _use_a_file_for_the_sqlite_test_database() -> None:
-    """Give SQLite's test database a file, as the studio's own database has.
-
-    Django's default in-memory test database is one shared-cache connection pool, where a
-    write by the worker thread makes the live server's reads fail at once with "database table
-    is locked" (shared-cache locks ignore the busy timeout). A file in WAL mode with the
-    settings' timeout lets the three threads wait for each other. This runs when the browser
-    tests are collected, before any test database exists, so the whole session uses the file.
-    The file lives in a fresh temporary folder: parallel sessions must not share it.
-    """
-    database = django_settings.DATABASES["default"]
-    test = database.setdefault("TEST", {})
-    if database["ENGINE"] != "django.db.backends.sqlite3" or test.get("NAME"):
-        return
-    folder = tempfile.mkdtemp(prefix="studio-test-db-")
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    test["NAME"] = os.path.join(folder, "test.sqlite3")
-
-
-_use_a_file_for_the_sqlite_test_database()
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
     for item in items:
@@ -74,14 +48,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.browser)
 
 
+_reports = pytest.StashKey[dict]()
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
     item.stash.setdefault(_reports, {})[report.when] = report
     return report
-
-
-_reports = pytest.StashKey[dict]()
 
 
 def _failed(request: pytest.FixtureRequest) -> bool:
@@ -164,7 +138,6 @@ class Studio:
     kling: KlingSimulator
     username: str
     password: str = PASSWORD
-    server_errors: list[str] = field(default_factory=list)
 
     def log_in(self, page: Page, *, then: str = "/tasks/new/") -> None:
         """Ask for a page, get sent to the login form, fill it in, land on the page."""

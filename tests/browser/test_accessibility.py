@@ -1,0 +1,348 @@
+"""Every page of the studio, checked by axe-core in a real browser.
+
+axe (tests/browser/assets/axe.min.js, vendored) runs on each page in each state a person can
+see; a violation that axe calls "serious" or "critical" fails the test and is printed with the
+elements it was found on. Minor and moderate findings are left to a person's judgement.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+from playwright.sync_api import Locator, Page, expect
+
+from tasks_app.models import Job, JobEvent, JobStatus, Membership, Profile, Team, TeamRole
+
+AXE = Path(__file__).parent / "assets" / "axe.min.js"
+# The studio's Content-Security-Policy allows scripts from its own origin only (no inline
+# script), so axe is served from there: the browser asks for this path and the test answers.
+AXE_PATH = "/__axe__/axe.min.js"
+BLOCKING = ("serious", "critical")
+JOB_URL = re.compile(r"/tasks/(\d+)/$")
+# A job takes about 6 s on the test simulator; the rest is room for a slow machine.
+JOB_TIMEOUT_MS = 40_000
+
+# htmx polls the job page and the history; a swap in the middle of axe's run would check half
+# a page. Cancel every htmx request while axe runs and wait for the last swap to settle.
+HOLD_HTMX = """() => {
+    window.studioAxeHold = (event) => event.preventDefault();
+    document.addEventListener("htmx:beforeRequest", window.studioAxeHold);
+}"""
+RELEASE_HTMX = """() => {
+    document.removeEventListener("htmx:beforeRequest", window.studioAxeHold);
+}"""
+SETTLED = "() => !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling')"
+RUN_AXE = """async () => {
+    const results = await axe.run(document, {resultTypes: ["violations"]});
+    return results.violations.map((v) => ({
+        id: v.id, impact: v.impact, help: v.help, helpUrl: v.helpUrl,
+        nodes: v.nodes.map((n) => ({
+            target: n.target.join(" "), impact: n.impact, summary: n.failureSummary,
+        })),
+    }));
+}"""
+
+
+def axe_violations(page: Page) -> list[dict]:
+    """axe's violations on the page as it is now (htmx held still while it looks)."""
+    page.wait_for_load_state("load")
+    if not page.evaluate("() => typeof window.axe === 'object'"):
+        page.route(
+            f"**{AXE_PATH}",
+            lambda route: route.fulfill(path=AXE, content_type="text/javascript"),
+        )
+        page.add_script_tag(url=AXE_PATH)
+    page.evaluate(HOLD_HTMX)
+    try:
+        page.wait_for_function(SETTLED)
+        return page.evaluate(RUN_AXE)
+    finally:
+        page.evaluate(RELEASE_HTMX)
+
+
+def describe(violations: list[dict]) -> str:
+    lines = []
+    for violation in violations:
+        lines.append(
+            f"{violation['id']} ({violation['impact']}): {violation['help']} "
+            f"<{violation['helpUrl']}>"
+        )
+        for node in violation["nodes"]:
+            summary = " ".join((node["summary"] or "").split())
+            lines.append(f"    {node['target']}: {summary[:300]}")
+    return "\n".join(lines)
+
+
+def assert_accessible(page: Page, where: str) -> None:
+    """No serious or critical axe violation on the page; if there are, say which and where."""
+    blocking = [v for v in axe_violations(page) if v["impact"] in BLOCKING]
+    if blocking:
+        report = f"axe on {where} ({page.url}):\n{describe(blocking)}"
+        print(report)
+        pytest.fail(report, pytrace=False)
+
+
+# --- Jobs --------------------------------------------------------------------------------------
+
+
+def the_team() -> Team:
+    return Team.objects.get(name="Studio A")
+
+
+def alice():
+    return get_user_model().objects.get(username="alice")
+
+
+def make_job(status: str, *, text: str, **fields) -> Job:
+    """A job in the database, as the worker would have left it; nothing sends it anywhere."""
+    now = timezone.now()
+    values = {
+        "team": the_team(),
+        "submitted_by": alice(),
+        "mode": "text2video",
+        "text": text,
+        "voice_id": "genshin_vindi2",
+        "voice_language": "en",
+        "voice_speed": Decimal("1.0"),
+        "video_id": "860327812345678901",
+        "status": status,
+        "created_at": now - timedelta(minutes=3),
+    }
+    if status != JobStatus.PENDING:
+        values["sent_at"] = now - timedelta(minutes=2)
+        values["kling_task_id"] = f"task-{status}-{text[:8]}"
+    if status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED):
+        values["finished_at"] = now - timedelta(minutes=1)
+    values.update(fields)
+    job = Job.objects.create(**values)
+    JobEvent.objects.create(job=job, new_status=status, note=f"{status} for the test")
+    return job
+
+
+def fill_the_history() -> None:
+    """Jobs in every status, a slow one, an archived one and an audio one; Alice in 2 teams."""
+    make_job(JobStatus.PENDING, text="Waiting for its turn")
+    make_job(JobStatus.SENT, text="Sent a while ago", sent_at=timezone.now() - timedelta(hours=1))
+    make_job(JobStatus.PROCESSING, text="Kling is on it", processing_at=timezone.now())
+    make_job(
+        JobStatus.SUCCEEDED,
+        text="Hello from the history",
+        status_detail="Ready.",
+        result_video_id="870000000000000001",
+        credits=Decimal("0.5"),
+    )
+    make_job(JobStatus.FAILED, text="Nobody is there", status_detail="No human face was found.")
+    make_job(JobStatus.CANCELLED, text="Never mind")
+    make_job(JobStatus.SUCCEEDED, text="Put away", archived_at=timezone.now())
+    make_job(
+        JobStatus.FAILED,
+        text="",
+        mode="audio2video",
+        voice_id="",
+        voice_language="",
+        audio_url="https://example.com/voice.mp3",
+    )
+    # Finished since Alice last looked: the notices show on her next page.
+    Profile.objects.update_or_create(
+        user=alice(), defaults={"last_seen_at": timezone.now() - timedelta(hours=1)}
+    )
+    Membership.objects.create(
+        team=Team.objects.create(name="Studio B"), user=alice(), role=TeamRole.ADMIN
+    )
+
+
+def job_form(page: Page) -> Locator:
+    form = page.locator("form.job-form")
+    expect(form).to_be_visible()
+    return form
+
+
+def submit_text_job(page: Page, *, video_url: str | None = None, text: str) -> str:
+    """Fill in the form as a person would, send it, return the job page's URL."""
+    page.goto("/tasks/new/")
+    form = job_form(page)
+    if video_url:
+        form.locator('input[name="video_source"][value="video_url"]').check()
+        form.locator("#id_video_url").fill(video_url)
+    else:
+        form.locator('input[name="video_source"][value="video_id"]').check()
+        form.locator("#id_video_id").fill("860327812345678901")
+    form.locator('input[name="mode"][value="text2video"]').check()
+    form.locator("#id_text").fill(text)
+    form.locator("#id_voice_id").select_option("genshin_vindi2")
+    form.locator("#id_voice_language").select_option("en")
+    form.locator('button[type="submit"]').click()
+    expect(page).to_have_url(JOB_URL)
+    return page.url
+
+
+def wait_for_status(page: Page, status: str) -> None:
+    expect(page.locator("section#job-status")).to_have_class(
+        re.compile(rf"\bstatus-{status}\b"), timeout=JOB_TIMEOUT_MS
+    )
+
+
+# --- The tests ---------------------------------------------------------------------------------
+
+
+class TestThePagesBeforeLoggingIn:
+    def test_the_login_page_passes_axe_empty_and_after_a_wrong_password(self, page: Page, studio):
+        page.goto("/accounts/login/")
+        expect(page.locator("#id_username")).to_be_visible()
+        assert_accessible(page, "the login page")
+
+        page.locator("#id_username").fill("alice")
+        page.locator("#id_password").fill("not the password")
+        page.locator('form[action$="/accounts/login/"] button[type="submit"]').click()
+        expect(page.locator(".errorlist")).to_be_visible()
+        assert_accessible(page, "the login page after a wrong password")
+
+
+class TestTheHistoryPage:
+    def test_an_empty_history_passes_axe(self, page: Page, studio):
+        studio.log_in(page, then="/tasks/")
+        expect(page.locator("#job-results .empty")).to_be_visible()
+        assert_accessible(page, "the empty history")
+
+    def test_a_history_with_jobs_in_every_state_passes_axe_with_and_without_filters(
+        self, page: Page, studio
+    ):
+        fill_the_history()
+        studio.log_in(page, then="/tasks/")
+        expect(page.locator("table.jobs tbody tr")).to_have_count(7)
+        expect(page.locator("#notices .notice").first).to_be_visible()
+        expect(page.locator("#team-switch")).to_be_visible()
+        assert_accessible(page, "the history with jobs")
+
+        # A filter chosen in the form swaps the results in place.
+        page.locator("#id_status").select_option("failed")
+        expect(page).to_have_url(re.compile(r"status=failed"))
+        expect(page.locator("table.jobs tbody tr")).to_have_count(2)
+        assert_accessible(page, "the history filtered by status")
+
+        page.goto("/tasks/?archived=on&q=put")
+        expect(page.locator("table.jobs tbody tr")).to_have_count(1)
+        assert_accessible(page, "the history with archived jobs and a search")
+
+        page.goto("/tasks/?q=nothing+is+called+this")
+        expect(page.locator("#job-results .empty")).to_be_visible()
+        assert_accessible(page, "the history with no match")
+
+    def test_the_history_in_chinese_passes_axe(self, page: Page, studio):
+        fill_the_history()
+        studio.log_in(page, then="/tasks/")
+        page.locator("#language-switch").select_option("zh-hans")
+        page.locator("form.language-switch button[type='submit']").click()
+        expect(page.locator("html")).to_have_attribute("lang", "zh-hans")
+        expect(page.locator("table.jobs tbody tr")).to_have_count(7)
+        assert_accessible(page, "the history in Chinese")
+
+
+class TestTheJobForm:
+    def test_the_form_passes_axe_on_the_text_path_and_the_audio_path(self, page: Page, studio):
+        studio.log_in(page, then="/tasks/new/")
+        form = job_form(page)
+        form.locator("#id_text").fill("Counting what I type")
+        expect(page.locator("#text-counter")).to_have_text(re.compile(r"\d+ / \d+"))
+        assert_accessible(page, "the form, text path")
+
+        form.locator('input[name="mode"][value="audio2video"]').check()
+        form.locator('input[name="audio_source"][value="file"]').check()
+        expect(form.locator("#id_audio_file")).to_be_visible()
+        assert_accessible(page, "the form, audio file path")
+
+        form.locator('input[name="audio_source"][value="url"]').check()
+        form.locator('input[name="video_source"][value="video_url"]').check()
+        expect(form.locator("#id_audio_url")).to_be_visible()
+        assert_accessible(page, "the form, audio and video link path")
+
+    def test_the_form_passes_axe_after_a_submit_that_failed(self, page: Page, studio):
+        studio.log_in(page, then="/tasks/new/")
+        form = job_form(page)
+        form.locator("#id_text").fill("x" * 130)
+        form.locator('button[type="submit"]').click()
+        expect(page.locator(".form-error-summary")).to_be_visible()
+        expect(page.locator("[aria-invalid=true]").first).to_be_visible()
+        assert_accessible(page, "the form with errors")
+
+
+class TestAJobPage:
+    def test_a_job_page_passes_axe_while_running_when_ready_and_when_failed(
+        self, page: Page, studio
+    ):
+        studio.log_in(page, then="/tasks/new/")
+        failing = submit_text_job(
+            page, video_url="https://example.com/noface.mp4", text="Nobody is there"
+        )
+        ready = submit_text_job(page, text="Hello from the accessibility test")
+        expect(page.locator("section#job-status")).to_have_class(
+            re.compile(r"\bstatus-(pending|sent|processing)\b")
+        )
+        assert_accessible(page, "a running job")
+
+        wait_for_status(page, "succeeded")
+        expect(page.get_by_test_id("result-video")).to_be_visible()
+        assert_accessible(page, "a ready job")
+        assert page.url == ready
+
+        page.goto(failing)
+        wait_for_status(page, "failed")
+        assert_accessible(page, "a failed job")
+
+    def test_the_status_region_announces_changes_politely(self, page: Page, studio):
+        job = make_job(JobStatus.PENDING, text="Waiting for its turn")
+        studio.log_in(page, then=job.get_absolute_url())
+        live = page.locator('#job-status [aria-live="polite"]')
+        expect(live).to_have_count(1)
+        expect(live).to_contain_text(re.compile(r"\S"))
+        assert_accessible(page, "a pending job")
+
+    def test_a_job_page_that_lost_contact_with_the_studio_passes_axe(self, page: Page, studio):
+        job = make_job(JobStatus.PROCESSING, text="Kling is on it", processing_at=timezone.now())
+        studio.log_in(page, then=job.get_absolute_url())
+        # The next poll cannot reach the server: the page keeps the status and says so.
+        page.route(f"**{job.get_absolute_url()}", lambda route: route.abort())
+        expect(page.locator("section#job-status")).to_have_class(re.compile(r"\bstale\b"))
+        expect(page.locator("#job-status .reconnecting")).to_be_visible()
+        assert_accessible(page, "a job page reconnecting")
+
+
+class TestTheAccountPages:
+    def test_the_account_and_password_pages_pass_axe(self, page: Page, studio):
+        Membership.objects.create(
+            team=Team.objects.create(name="Studio B"), user=alice(), role=TeamRole.ADMIN
+        )
+        studio.log_in(page, then="/account/")
+        assert_accessible(page, "the account page")
+
+        page.locator('a[href$="/accounts/password_change/"]').click()
+        expect(page.locator("#id_old_password")).to_be_visible()
+        assert_accessible(page, "the password change form")
+
+        page.locator("#id_old_password").fill("not the old password")
+        page.locator("#id_new_password1").fill("short")
+        page.locator("#id_new_password2").fill("different")
+        page.locator('main form button[type="submit"]').click()
+        expect(page.locator(".errorlist").first).to_be_visible()
+        assert_accessible(page, "the password change form with errors")
+
+        page.locator("#id_old_password").fill(studio.password)
+        page.locator("#id_new_password1").fill("a new and long passphrase 42")
+        page.locator("#id_new_password2").fill("a new and long passphrase 42")
+        page.locator('main form button[type="submit"]').click()
+        expect(page).to_have_url(re.compile(r"/password_change/done/$"))
+        assert_accessible(page, "the password changed page")
+
+
+class TestTheNotFoundPage:
+    def test_the_404_page_passes_axe(self, page: Page, studio):
+        studio.log_in(page, then="/tasks/")
+        response = page.goto("/tasks/999999/")
+        assert response is not None and response.status == 404
+        assert_accessible(page, "the 404 page")
