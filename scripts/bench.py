@@ -28,6 +28,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -295,8 +296,12 @@ def studio_workers(procs: Processes, env: dict[str, str], count: int) -> Iterato
 @contextmanager
 def simulator(port: int, **config: Any) -> Iterator[Any]:
     """The Kling simulator in this process, on the port every studio process was told about."""
-    from tasks_app.kling.simulator import KlingSimulator, SimulatorConfig
+    from tasks_app.kling import simulator as module
 
+    # socketserver listens with a backlog of 5: a burst of new connections (25 threads, or 15
+    # worker processes starting together) then meets resets no real API would give.
+    module._Server.request_queue_size = 128
+    KlingSimulator, SimulatorConfig = module.KlingSimulator, module.SimulatorConfig
     sim = KlingSimulator(SimulatorConfig(host="127.0.0.1", port=port, **config)).start()
     try:
         yield sim
@@ -388,10 +393,6 @@ class Load:
     latencies: list[float]
     errors: int
     seconds: float
-
-    @property
-    def rps(self) -> float:
-        return len(self.latencies) / self.seconds
 
 
 def login(base: str, username: str) -> dict[str, str]:
@@ -917,6 +918,7 @@ class Refresh:
     seconds: float
     cpu_ms_per_job: float  # the worker processes' CPU time, per refreshed job
     rss_mb: float  # one worker process's resident memory at the end
+    failed: int  # jobs whose last query to Kling failed
 
 
 def refresh_run(b: Bench, job_ids: list[int], workers: int, limit: float) -> Refresh:
@@ -930,7 +932,8 @@ def refresh_run(b: Bench, job_ids: list[int], workers: int, limit: float) -> Ref
         cpu_before = cpu_seconds(pids)
         t0 = schedule_all_now(job_ids)
         began = time.monotonic()
-        refreshed = Job.objects.filter(pk__in=job_ids, last_checked_at__gt=t0)
+        # A failed query sets last_checked_at too, and poll_errors; only answers count.
+        refreshed = Job.objects.filter(pk__in=job_ids, last_checked_at__gt=t0, poll_errors=0)
         done = 0
         while time.monotonic() - began < limit:
             done = refreshed.count()
@@ -940,7 +943,8 @@ def refresh_run(b: Bench, job_ids: list[int], workers: int, limit: float) -> Ref
         seconds = time.monotonic() - began
         cpu = cpu_seconds(pids) - cpu_before
         rss = vm_rss_mb(pids[0])
-    return Refresh(done, seconds, cpu / max(1, done) * 1000, rss)
+    failed = Job.objects.filter(pk__in=job_ids, poll_errors__gt=0).count()
+    return Refresh(done, seconds, cpu / max(1, done) * 1000, rss, failed)
 
 
 def bench_refresh(b: Bench) -> None:
@@ -1009,7 +1013,7 @@ def bench_refresh(b: Bench) -> None:
         f"{needed} (so {REFRESH_JOBS} refreshes need at least "
         f"{REFRESH_JOBS * many.cpu_ms_per_job / 1000 / cores:.1f} s of this machine's "
         f"{cores} cores); each worker process holds {many.rss_mb:.0f} MB. "
-        f"Kling queries made: {queries}."
+        f"Kling queries made: {queries}; failed: {one.failed + many.failed}."
     )
 
 
@@ -1162,8 +1166,10 @@ def main() -> int:
             if not only or number in only:
                 scenario(b)
                 procs.check_alive("web")
-    except HarnessError as exc:
+    except Exception as exc:
         print_table(report.rows)
+        if not isinstance(exc, HarnessError):
+            traceback.print_exc()
         print(f"\nbench: the harness broke: {exc}", file=sys.stderr)
         return 2
     finally:

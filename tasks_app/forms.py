@@ -87,7 +87,7 @@ def _has_control_characters(text: str) -> bool:
 class JobForm(forms.Form):
     """One form for both paths; field names are Kling's, so scripts can post to it too."""
 
-    submission_key = forms.UUIDField(widget=forms.HiddenInput, required=False)
+    submission_key = forms.CharField(widget=forms.HiddenInput, required=False, max_length=64)
     video_source = forms.ChoiceField(
         label=_("Source video"),
         choices=VideoSourceChoice.CHOICES,
@@ -181,6 +181,13 @@ class JobForm(forms.Form):
         )
 
     # Field rules ------------------------------------------------------------------------------
+
+    def clean_submission_key(self) -> uuid.UUID | None:
+        # A mangled key is no reason to turn the person away: the job gets a fresh one.
+        try:
+            return uuid.UUID(self.cleaned_data["submission_key"])
+        except ValueError:
+            return None
 
     def clean_video_id(self) -> str:
         value = self.cleaned_data["video_id"].strip()

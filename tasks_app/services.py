@@ -352,6 +352,19 @@ def _reconcile(job: Job) -> None:
         if now < settle_at:
             # Kling may not list a task the moment it exists; look again before concluding.
             _schedule(job, at=min(settle_at, now + timedelta(seconds=_reconcile_wait())))
+        elif job.send_attempts >= settings.KLING_MAX_SEND_ATTEMPTS:
+            job.send_started_at = None
+            _fail(
+                job,
+                say(
+                    gettext_noop(
+                        "Gave up after {n} tries: Kling's answers kept getting lost on the way. "
+                        "Nothing was charged. Try again later."
+                    ),
+                    n=job.send_attempts,
+                ),
+                note=say(gettext_noop("Kling never received the job")),
+            )
         else:
             job.send_started_at = None
             _tell(job, say(gettext_noop("Kling never received the job; sending it again.")))

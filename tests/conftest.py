@@ -334,7 +334,12 @@ def run_job(worker, sim_clock) -> Callable[..., object]:
 
 @pytest.fixture(autouse=True)
 def _plain_static_storage(settings):
-    """Pages render without a collectstatic run (a fresh clone has no manifest)."""
+    """Pages render without a collectstatic run (a fresh clone has no manifest).
+
+    WhiteNoise then finds files as it does in development, instead of scanning STATIC_ROOT
+    each time a test client builds its middleware.
+    """
+    settings.WHITENOISE_AUTOREFRESH = True
     settings.STORAGES = {
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

@@ -200,7 +200,9 @@ FORM_CASES = {
     "speed -1": speed("-1", SPEED_RANGE),
     "speed 0": speed("0", SPEED_RANGE),
     "speed with a decimal comma": speed("1,5", NUMBER),
-    "a path as the video ID": FormCase(TEXT_FORM | {"video_id": "../../etc/passwd"}, "video_id", BAD_ID),
+    "a path as the video ID": FormCase(
+        TEXT_FORM | {"video_id": "../../etc/passwd"}, "video_id", BAD_ID
+    ),
     "a script as the video ID": FormCase(
         TEXT_FORM | {"video_id": "<script>alert(1)</script>"}, "video_id", BAD_ID
     ),
@@ -238,7 +240,9 @@ FORM_CASES = {
         "video_url",
         "Give either a Kling video ID or a link, not both.",
     ),
-    "an unknown mode": FormCase(TEXT_FORM | {"mode": "video2video"}, "mode", "Select a valid choice."),
+    "an unknown mode": FormCase(
+        TEXT_FORM | {"mode": "video2video"}, "mode", "Select a valid choice."
+    ),
     "no mode": FormCase(
         {k: v for k, v in TEXT_FORM.items() if k != "mode"}, "mode", "This field is required."
     ),
@@ -253,7 +257,9 @@ FORM_CASES = {
         "Add the audio track: upload a file or give a link.",
     ),
     "an empty upload": upload("voice.mp3", b"", "audio/mpeg", "The submitted file is empty."),
-    "a text file named .mp3": upload("voice.mp3", b"just words, not audio", "audio/mpeg", NOT_AUDIO),
+    "a text file named .mp3": upload(
+        "voice.mp3", b"just words, not audio", "audio/mpeg", NOT_AUDIO
+    ),
     "a PNG sent as audio/wav": upload("voice.wav", PNG, "audio/wav", NOT_AUDIO),
     "an HTML page named .mp3": upload(
         "voice.mp3", b"<html><script>alert(1)</script></html>", "text/html", NOT_AUDIO
@@ -291,14 +297,17 @@ class TestTheJobFormRefusesBadInput:
         assert not Job.objects.exists()
         assert kling_calls() == 0
 
-    def test_a_tampered_submission_key_is_refused(self, alice, kling_calls, worker):
-        response = alice.post(reverse("tasks:create"), TEXT_FORM | {"submission_key": "1 OR 1=1"})
+    def test_a_tampered_submission_key_is_replaced_by_a_fresh_one(self, alice, kling_calls):
+        tampered = {"submission_key": "1 OR 1=1"}
+        first = alice.post(reverse("tasks:create"), TEXT_FORM | tampered)
+        second = alice.post(reverse("tasks:create"), TEXT_FORM | tampered)
 
-        assert response.status_code == 400
-        assert response.context["form"].errors["submission_key"] == ["Enter a valid UUID."]
-        worker(all_scheduled=True)
-        assert not Job.objects.exists()
-        assert kling_calls() == 0
+        # Nothing to fix on the person's side, so no error; each post is its own submission.
+        assert first.status_code == second.status_code == 302
+        keys = set(Job.objects.values_list("submission_key", flat=True))
+        assert len(keys) == 2
+        assert all(str(key) != "1 OR 1=1" for key in keys)
+        assert kling_calls() == 0  # stored, not sent: sending is the worker's job
 
 
 # --- Uploads over the limit ---------------------------------------------------------------------
@@ -564,7 +573,10 @@ class TestCallbacksWithBadSignatures:
         queries = shared_kling.query_count
         url = reverse(
             "kling_callback",
-            kwargs={"job_id": jobs["own"].pk, "token": services.job_callback_token(job=jobs["own"])},
+            kwargs={
+                "job_id": jobs["own"].pk,
+                "token": services.job_callback_token(job=jobs["own"]),
+            },
         )
 
         response = Client().post(url, body, content_type="application/json", headers=headers())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import itertools
 import re
 import socket
 import threading
@@ -434,7 +435,7 @@ class TestFaultsWhenSendingAJob:
             assert len(waits) == fault.resends, waits
             ordered = [waits[attempt] for attempt in sorted(waits)]
             assert all(w > 0.5 for w in ordered), ordered
-            assert all(b > a + 0.5 for a, b in zip(ordered, ordered[1:], strict=False)), ordered
+            assert all(b > a + 0.5 for a, b in itertools.pairwise(ordered)), ordered
 
         # What the person read was plain, and said what was going on.
         for job in jobs:
@@ -476,7 +477,9 @@ def inject_get(http_status: int, code: int, message: str):
 def inject_get_raw(body: bytes, http_status: int, ctype: str = "text/html"):
     def arm(kling, settings, job):
         path = f"/{job.kling_task_id}"
-        kling.inject_raw("GET", path, body=body, http_status=http_status, content_type=ctype, times=3)
+        kling.inject_raw(
+            "GET", path, body=body, http_status=http_status, content_type=ctype, times=3
+        )
 
     return arm
 
@@ -551,7 +554,7 @@ class TestFaultsWhenCheckingAJob:
         waits = schedule.poll_waits[job.pk]
         ordered = [waits[n] for n in sorted(waits)]
         assert len(ordered) == fault.failures
-        assert all(b > a + 0.5 for a, b in zip(ordered, ordered[1:], strict=False)), ordered
+        assert all(b > a + 0.5 for a, b in itertools.pairwise(ordered)), ordered
         for text in schedule.texts[job.pk]:
             assert_plain(text)
 

@@ -605,3 +605,24 @@ class TestTakingLong:
         job.refresh_from_db()
         assert job.status == JobStatus.SUCCEEDED
         assert not job.is_taking_long
+
+
+class TestLostAnswersGiveUp:
+    def test_a_job_whose_answers_keep_getting_lost_fails_after_the_attempt_limit(
+        self, user, kling, worker, settings
+    ):
+        settings.KLING_MAX_SEND_ATTEMPTS = 2
+        settings.KLING_RECONCILE_GRACE_SECONDS = 0
+        kling.inject_raw(
+            "POST", "/v1/videos/lip-sync", body=b"<html>502</html>", http_status=502, times=5
+        )
+        job = make_job(user)
+
+        for _ in range(6):
+            worker(all_scheduled=True)
+        job.refresh_from_db()
+
+        assert job.status == JobStatus.FAILED
+        assert job.send_attempts == 2
+        assert "kept getting lost" in job.status_detail
+        assert kling.created_count == 0

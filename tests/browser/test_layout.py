@@ -16,6 +16,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from tasks_app.kling.simulator import DEMO_RESULT_NAME
 from tasks_app.models import Job, JobEvent, JobStatus, Membership, Team, TeamRole
@@ -38,8 +39,8 @@ OVERFLOWING = """() => {
         .map((el) => {
             const name = el.tagName.toLowerCase() + (el.id ? "#" + el.id : "")
                 + [...el.classList].map((c) => "." + c).join("");
-            const where = inWrap(el) ? ", inside .table-wrap" : "";
-            return `${name} (right edge ${Math.round(el.getBoundingClientRect().right)} px${where})`;
+            const right = Math.round(el.getBoundingClientRect().right);
+            return `${name} (right edge ${right} px${inWrap(el) ? ", inside .table-wrap" : ""})`;
         });
 }"""
 LONG_LINK = "https://videos.example.com/studio/uploads/2026/11/" + "a-very-long-file-name-" * 4
@@ -108,14 +109,22 @@ def fill_the_studio(kling_url: str) -> Job:
     )
 
 
+FITS = "() => document.documentElement.scrollWidth <= window.innerWidth"
+
+
 def assert_no_sideways_scrolling(page: Page, where: str) -> None:
-    scroll_width, inner_width = page.evaluate(
-        "() => [document.documentElement.scrollWidth, window.innerWidth]"
-    )
-    assert scroll_width <= inner_width, (
-        f"{where}: the document is {scroll_width} px wide in a {inner_width} px window; "
-        f"sticking out: {page.evaluate(OVERFLOWING)}"
-    )
+    """The settled page is no wider than the window (a frame mid-swap may be, for a moment)."""
+    try:
+        page.wait_for_function(FITS, timeout=3_000)
+    except PlaywrightTimeoutError:
+        scroll_width, inner_width = page.evaluate(
+            "() => [document.documentElement.scrollWidth, window.innerWidth]"
+        )
+        pytest.fail(
+            f"{where}: the document is {scroll_width} px wide in a {inner_width} px window; "
+            f"sticking out: {page.evaluate(OVERFLOWING)}",
+            pytrace=False,
+        )
 
 
 def assert_on_screen(page: Page, locator: Locator, what: str) -> None:
@@ -125,8 +134,7 @@ def assert_on_screen(page: Page, locator: Locator, what: str) -> None:
     assert box is not None, what
     inner_width = page.evaluate("() => window.innerWidth")
     assert box["x"] >= 0 and box["x"] + box["width"] <= inner_width + 0.5, (
-        f"{what} is at x={box['x']:.0f}..{box['x'] + box['width']:.0f} "
-        f"in a {inner_width} px window"
+        f"{what} is at x={box['x']:.0f}..{box['x'] + box['width']:.0f} in a {inner_width} px window"
     )
 
 
@@ -181,7 +189,5 @@ class TestTheLayout:
         assert_on_screen(
             page, page.get_by_role("link", name="Download the video").last, "the download button"
         )
-        assert_on_screen(
-            page, page.get_by_role("button", name="Archive"), "the archive button"
-        )
+        assert_on_screen(page, page.get_by_role("button", name="Archive"), "the archive button")
         screenshot(f"layout-job-{width}")
