@@ -214,3 +214,6 @@ KLING_RESULT_LIFETIME_DAYS = 30
 LOGIN_FAILURES_PER_ACCOUNT = envint("LOGIN_FAILURES_PER_ACCOUNT", 5, minimum=1)
 LOGIN_FAILURES_PER_IP = envint("LOGIN_FAILURES_PER_IP", 20, minimum=1)
 SUBMISSIONS_PER_MINUTE = envint("SUBMISSIONS_PER_MINUTE", 10, minimum=1)
+
+# Tasks one worker process runs at once (each mostly waits on Kling).
+WORKER_THREADS = envint("WORKER_THREADS", 16, minimum=1)

@@ -160,8 +160,10 @@ class JobForm(forms.Form):
         widget=forms.URLInput(attrs={"placeholder": "https://example.com/voice.mp3"}),
     )
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, upload_too_big: bool = False, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        # Set when the upload handler stopped reading an audio file past the limit.
+        self.upload_too_big = upload_too_big
         self.fields["voice_id"].choices = [("", _("Choose a voice")), *voice_choices()]
         max_mb = settings.KLING_MAX_AUDIO_BYTES / (1024 * 1024)
         self.fields["audio_file"].help_text = _("MP3, WAV, M4A or AAC, at most {mb:g} MB.").format(
@@ -249,14 +251,8 @@ class JobForm(forms.Form):
         upload = self.cleaned_data.get("audio_file")
         if not upload:
             return None
-        limit = settings.KLING_MAX_AUDIO_BYTES
-        if upload.size is None or upload.size > limit:
-            raise forms.ValidationError(
-                _("The audio file is larger than {mb:g} MB, Kling's limit.").format(
-                    mb=limit / (1024 * 1024)
-                ),
-                code="too_big",
-            )
+        if upload.size is None or upload.size > settings.KLING_MAX_AUDIO_BYTES:
+            raise self._too_big()
         if upload.size == 0:
             raise forms.ValidationError(_("The audio file is empty."), code="empty")
         upload.seek(0)
@@ -318,8 +314,20 @@ class JobForm(forms.Form):
         if data.get("voice_speed") is None and "voice_speed" not in self.errors:
             data["voice_speed"] = Decimal("1.0")
 
+    def _too_big(self) -> forms.ValidationError:
+        return forms.ValidationError(
+            _("The audio file is larger than {mb:g} MB, Kling's limit.").format(
+                mb=settings.KLING_MAX_AUDIO_BYTES / (1024 * 1024)
+            ),
+            code="too_big",
+        )
+
     def _clean_audio_mode(self, data: dict) -> None:
         upload, url = data.get("audio_file"), data.get("audio_url")
+        if self.upload_too_big:
+            # The file was dropped unread, so there is "no audio track": say why instead.
+            self.add_error("audio_file", self._too_big())
+            return
         if "audio_file" in self.errors or "audio_url" in self.errors:
             return
         chosen = data.get("audio_source")

@@ -238,6 +238,10 @@ class Job(models.Model):
         indexes = [
             models.Index(fields=["status", "next_check_at"]),
             models.Index(fields=["team", "archived_at", "-created_at"]),
+            # The history's counts per status read this index alone, not the table.
+            models.Index(fields=["team", "archived_at", "status"]),
+            # "Your lip-sync is ready" notices: a person's recently finished jobs.
+            models.Index(fields=["submitted_by", "finished_at"]),
         ]
 
     def __str__(self) -> str:

@@ -113,16 +113,11 @@ def job_create(request: HtmxHttpRequest) -> HttpResponse:
 def _job_create(request: HtmxHttpRequest) -> HttpResponse:
     source_job = None
     if request.method == "POST":
-        form = JobForm(request.POST, request.FILES)
-        if getattr(request, "upload_too_big", False):
-            # The file was dropped unread, so the form finds "no audio track": say why instead.
-            form.errors.pop("audio_file", None)
-            form.add_error(
-                "audio_file",
-                _("The audio file is larger than {mb:g} MB, Kling's limit.").format(
-                    mb=settings.KLING_MAX_AUDIO_BYTES / (1024 * 1024)
-                ),
-            )
+        form = JobForm(
+            request.POST,
+            request.FILES,
+            upload_too_big=getattr(request, "upload_too_big", False),
+        )
         if (
             form.is_valid()
             and not services.job_exists(
@@ -170,15 +165,22 @@ def _job_create(request: HtmxHttpRequest) -> HttpResponse:
 
 @require_GET
 def job_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
-    job = get_object_or_404(Job.objects.visible_to(request.user).with_people(), pk=pk)
-    context = {"job": job, "typical_seconds": services.job_typical_seconds()}
+    # The status partial is polled every few seconds by everyone watching: it reads the job
+    # alone (no submitter or team), so a poll stays at three queries with the session's two.
+    jobs = Job.objects.visible_to(request.user)
+    job = get_object_or_404(jobs if request.htmx else jobs.with_people(), pk=pk)
+    context = {
+        "job": job,
+        "typical_seconds": services.job_typical_seconds(),
+        # Asked only when the page offers an action (a callable is resolved lazily).
+        "can_manage": lambda: teams.job_can_manage(user=request.user, job=job),
+    }
     if request.htmx:
         response = render(request, "tasks/job_detail.html#status", context)
         if job.is_terminal:
             response.status_code = HttpResponseStopPolling.status_code
         return response
     context["events"] = job.events.all()
-    context["can_manage"] = teams.job_can_manage(user=request.user, job=job)
     return render(request, "tasks/job_detail.html", context)
 
 

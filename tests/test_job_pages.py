@@ -503,3 +503,28 @@ class TestResubmittingAtTheRateLimit:
         other = alice.post("/tasks/new/", text_job_data)
         assert other.status_code == 400
         assert "in the last minute" in other.content.decode()
+
+
+class TestTheStatusPoll:
+    HTMX = {"HTTP_HX_REQUEST": "true"}
+
+    def test_a_poll_takes_at_most_three_queries(
+        self, client, user, submit_job, django_assert_max_num_queries
+    ):
+        job = submit_job(user)
+        client.login(username="alice", password="correct horse battery")
+        client.get(f"/tasks/{job.pk}/", **self.HTMX)  # the typical time is cached after this
+        with django_assert_max_num_queries(3):
+            response = client.get(f"/tasks/{job.pk}/", **self.HTMX)
+        assert response.status_code == 200
+
+    def test_the_cancel_button_survives_the_poll_for_the_submitter_only(
+        self, alice, user, submit_job, teammate
+    ):
+        job = submit_job(user)
+        polled = alice.get(f"/tasks/{job.pk}/", **self.HTMX).content.decode()
+        assert "Cancel this job" in polled
+
+        alice.force_login(teammate)
+        polled = alice.get(f"/tasks/{job.pk}/", **self.HTMX).content.decode()
+        assert "Cancel this job" not in polled

@@ -994,6 +994,9 @@ def _b64url_decode(segment: str) -> bytes:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's backlog of 5 turns a burst of new connections (a worker's threads all
+    # starting at once) into connection resets no real API would give.
+    request_queue_size = 128
     simulator: KlingSimulator
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:

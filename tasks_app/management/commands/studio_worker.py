@@ -1,13 +1,18 @@
-"""The background worker: django-tasks-db's worker, plus a sweep for jobs whose run was lost."""
+"""The background worker: django-tasks-db's worker in several threads, plus a sweep for jobs
+whose scheduled run was lost."""
 
 from __future__ import annotations
 
 import logging
+import signal
 import threading
+from types import FrameType
 
-from django.core.management import call_command
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
+from django.utils.crypto import get_random_string
+from django_tasks_db.management.commands.db_worker import Worker
 
 from tasks_app.services import job_sweep
 
@@ -18,11 +23,58 @@ class Command(BaseCommand):
     help = "Run the background worker that sends jobs to Kling and follows them."
 
     def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--threads",
+            type=int,
+            default=settings.WORKER_THREADS,
+            help="Tasks run at once. Most of a task is waiting for Kling, so threads, not "
+            "processes, are what lets one worker follow hundreds of jobs.",
+        )
         parser.add_argument("--interval", type=float, default=0.5)
         parser.add_argument("--sweep-every", type=float, default=60.0)
 
-    def handle(self, *, interval: float, sweep_every: float, **options) -> None:
+    def handle(self, *, threads: int, interval: float, sweep_every: float, **options) -> None:
         stop = threading.Event()
+        name = get_random_string(12)
+        workers = [
+            Worker(
+                queue_names=["default"],
+                interval=interval,
+                batch=False,
+                backend_name="default",
+                startup_delay=False,
+                max_tasks=None,
+                worker_id=f"{name}-{i}",
+                excluded_queue_names=[],
+            )
+            for i in range(max(1, threads))
+        ]
+
+        def shut_down(signum: int, frame: FrameType | None) -> None:
+            if stop.is_set():
+                raise SystemExit(1)  # a second Ctrl-C: stop now
+            logger.warning("Stopping after the tasks under way (Ctrl-C again to force)")
+            stop.set()
+            for worker in workers:
+                worker.running = False
+
+        signal.signal(signal.SIGINT, shut_down)
+        signal.signal(signal.SIGTERM, shut_down)
+
+        def run(worker: Worker) -> None:
+            while not stop.is_set():
+                try:
+                    worker.run()
+                except Exception:
+                    # The database went away for a moment, say: the claimed task is owed to
+                    # the sweep, and this thread tries again rather than dying.
+                    logger.exception("Worker thread %s failed; restarting", worker.worker_id)
+                    connections.close_all()
+                    stop.wait(5)
+                    worker.running = not stop.is_set()
+                else:
+                    break
+            connections.close_all()
 
         def sweep_forever() -> None:
             # A job whose run died with a killed worker is still owed its next step.
@@ -36,15 +88,16 @@ class Command(BaseCommand):
                 finally:
                     close_old_connections()
                 stop.wait(sweep_every)
+            connections.close_all()
 
+        worker_threads = [
+            threading.Thread(target=run, args=(w,), name=w.worker_id) for w in workers
+        ]
         threading.Thread(target=sweep_forever, name="job-sweep", daemon=True).start()
-        try:
-            call_command(
-                "db_worker",
-                interval=interval,
-                reload=False,
-                startup_delay=False,
-                verbosity=options["verbosity"],
-            )
-        finally:
-            stop.set()
+        for thread in worker_threads:
+            thread.start()
+        self.stdout.write(f"Worker {name} running {len(workers)} thread(s)")
+        while not stop.is_set() and any(thread.is_alive() for thread in worker_threads):
+            stop.wait(0.5)
+        for thread in worker_threads:
+            thread.join()
