@@ -7,7 +7,6 @@ silently read as a default (after healthchecks' ``envbool``/``envint``).
 from __future__ import annotations
 
 import os
-from decimal import Decimal, InvalidOperation
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -44,17 +43,6 @@ def envint(name: str, default: int, *, minimum: int | None = None) -> int:
         raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}") from None
     if minimum is not None and number < minimum:
         raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {number}")
-    return number
-
-
-def envdecimal(name: str, default: str) -> Decimal:
-    value = envstr(name, default)
-    try:
-        number = Decimal(value)
-    except InvalidOperation:
-        raise ImproperlyConfigured(f"{name} must be a number, not {value!r}") from None
-    if not number.is_finite():
-        raise ImproperlyConfigured(f"{name} must be a finite number, not {value!r}")
     return number
 
 

@@ -8,7 +8,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
-from lipsync_site.env import envbool, envdecimal, envint, envlist, envstr, envurl
+from lipsync_site.env import envbool, envint, envlist, envstr, envurl
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -192,7 +192,6 @@ KLING_VIDEO_MAX_SECONDS = envint("KLING_VIDEO_MAX_SECONDS", 10, minimum=1)
 KLING_VIDEO_MIN_SIDE = envint("KLING_VIDEO_MIN_SIDE", 720, minimum=1)
 KLING_VIDEO_MAX_SIDE = envint("KLING_VIDEO_MAX_SIDE", 1920, minimum=1)
 KLING_MAX_AUDIO_BYTES = envint("KLING_MAX_AUDIO_BYTES", 5 * 1024 * 1024, minimum=1024)
-KLING_DEFAULT_SPEED = envdecimal("KLING_DEFAULT_SPEED", "1.0")
 
 # The worker's schedule: how often an active job is checked, and how sending backs off.
 KLING_POLL_FAST_SECONDS = envint("KLING_POLL_FAST_SECONDS", 5, minimum=1)

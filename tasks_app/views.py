@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from decimal import Decimal
 
 from django.conf import settings
 from django.contrib import messages
@@ -96,7 +97,7 @@ def _initial_from_job(job: Job) -> dict:
         "text": job.text,
         "voice_id": job.voice_id,
         "voice_language": job.voice_language or "en",
-        "voice_speed": job.voice_speed or settings.KLING_DEFAULT_SPEED,
+        "voice_speed": job.voice_speed or Decimal("1.0"),
         "audio_source": AudioSourceChoice.URL if job.audio_url else AudioSourceChoice.FILE,
         "audio_url": job.audio_url,
     }
@@ -165,10 +166,14 @@ def _job_create(request: HtmxHttpRequest) -> HttpResponse:
 
 @require_GET
 def job_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
-    # The status partial is polled every few seconds by everyone watching: it reads the job
-    # alone (no submitter or team), so a poll stays at three queries with the session's two.
-    jobs = Job.objects.visible_to(request.user)
-    job = get_object_or_404(jobs if request.htmx else jobs.with_people(), pk=pk)
+    if request.htmx:
+        # The status partial, polled every few seconds by everyone watching: the job alone
+        # (no submitter or team), one query besides the session's two.
+        job = Job.objects.visible_one(user=request.user, pk=pk)
+        if job is None:
+            raise Http404
+    else:
+        job = get_object_or_404(Job.objects.visible_to(request.user).with_people(), pk=pk)
     context = {
         "job": job,
         "typical_seconds": services.job_typical_seconds(),

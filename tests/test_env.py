@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from lipsync_site.env import envbool, envdecimal, envint, envlist, envstr, envurl
+from lipsync_site.env import envbool, envint, envlist, envstr, envurl
 
 NAME = "STUDIO_TEST_VARIABLE"
 PROJECT = Path(__file__).resolve().parent.parent
@@ -89,27 +88,6 @@ class TestEnvint:
     def test_the_minimum_itself_is_accepted(self, env):
         env("1")
         assert envint(NAME, 5, minimum=1) == 1
-
-
-class TestEnvdecimal:
-    def test_a_number(self, env):
-        env("1.5")
-        assert envdecimal(NAME, "1.0") == Decimal("1.5")
-
-    def test_unset_gives_the_default_as_a_decimal(self, env):
-        assert envdecimal(NAME, "1.0") == Decimal("1.0")
-
-    @pytest.mark.parametrize("value", ["fast", "1,5", "1.5.0"])
-    def test_a_value_that_is_not_a_number_stops_start_up(self, env, value):
-        env(value)
-        with pytest.raises(ImproperlyConfigured, match=f"{NAME} must be a number"):
-            envdecimal(NAME, "1.0")
-
-    @pytest.mark.parametrize("value", ["NaN", "Infinity", "-inf", "sNaN"])
-    def test_a_value_that_is_not_finite_stops_start_up(self, env, value):
-        env(value)
-        with pytest.raises(ImproperlyConfigured, match=NAME):
-            envdecimal(NAME, "1.0")
 
 
 class TestEnvlist:

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections, connections
 from django.utils.crypto import get_random_string
+from django_tasks_db.management.commands.db_worker import Command as DbWorkerCommand
 from django_tasks_db.management.commands.db_worker import Worker
 
 from tasks_app.services import job_sweep
@@ -34,6 +35,10 @@ class Command(BaseCommand):
         parser.add_argument("--sweep-every", type=float, default=60.0)
 
     def handle(self, *, threads: int, interval: float, sweep_every: float, **options) -> None:
+        # The same task logging as django-tasks-db's own `db_worker` command.
+        DbWorkerCommand(stdout=self.stdout, stderr=self.stderr).configure_logging(
+            options["verbosity"]
+        )
         stop = threading.Event()
         name = get_random_string(12)
         workers = [
@@ -97,6 +102,7 @@ class Command(BaseCommand):
         for thread in worker_threads:
             thread.start()
         self.stdout.write(f"Worker {name} running {len(workers)} thread(s)")
+        self.stdout.flush()
         while not stop.is_set() and any(thread.is_alive() for thread in worker_threads):
             stop.wait(0.5)
         for thread in worker_threads:
