@@ -14,11 +14,11 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.test import Client
 from django.utils import timezone
-from django_tasks_db.management.commands.db_worker import Worker
 from django_tasks_db.models import DBTaskResult
+from factories import assert_no_failed_tasks, keeping_the_test_connection, make_job, make_worker
 
 from tasks_app.kling.simulator import KlingSimulator, ManualClock, SimulatorConfig
-from tasks_app.models import Membership, Team, TeamRole
+from tasks_app.models import Job, Membership, Team, TeamRole
 
 
 def _use_a_file_for_the_sqlite_test_database() -> None:
@@ -116,47 +116,16 @@ def alice(client: Client, user) -> Client:
 
 
 def run_worker() -> int:
-    """Run every task that is due now, as the worker would; return how many ran.
-
-    The worker drops "old" connections between tasks; inside a test's transaction that would
-    close the test's own connection on PostgreSQL, so, as Django's test client does for
-    requests, the test run keeps it (connections are the harness's business, not the app's).
-    """
-    import django_tasks_db.management.commands.db_worker as db_worker
-
-    keep = db_worker.close_old_connections
-    db_worker.close_old_connections = lambda **kwargs: None
-    try:
-        return _run_worker_batch()
-    finally:
-        db_worker.close_old_connections = keep
-
-
-def _run_worker_batch() -> int:
+    """Run every task that is due now, as the worker would; return how many ran."""
     before = DBTaskResult.objects.exclude(status="READY").count()
-    Worker(
-        queue_names=["default"],
-        interval=0,
-        batch=True,
-        backend_name="default",
-        startup_delay=False,
-        max_tasks=None,
-        worker_id="test-worker",
-        excluded_queue_names=[],
-    ).run()
+    with keeping_the_test_connection():
+        make_worker("test-worker").run()
     return DBTaskResult.objects.exclude(status="READY").count() - before
 
 
 def make_due() -> None:
     """Bring every scheduled run forward to now (the queue's clock, not a mock)."""
     DBTaskResult.objects.filter(status="READY").update(run_after=timezone.now())
-
-
-def fail_on_task_errors() -> None:
-    failed = DBTaskResult.objects.filter(status="FAILED")
-    if failed.exists():
-        details = [(r.task_path, r.traceback) for r in failed]
-        raise AssertionError(f"a background task failed: {details}")
 
 
 @pytest.fixture
@@ -167,7 +136,7 @@ def worker() -> Callable[[], int]:
         if all_scheduled:
             make_due()
         count = run_worker()
-        fail_on_task_errors()
+        assert_no_failed_tasks()
         return count
 
     return run
@@ -239,32 +208,9 @@ def mp3_bytes() -> bytes:
 
 
 @pytest.fixture
-def submit_job(db) -> Callable[..., object]:
-    """``submit_job(user, **inputs)``: a job stored through the service, as the form would."""
-    import uuid
-
-    from tasks_app import services
-
-    def submit(person, **overrides):
-        team = person.memberships.get().team
-        fields = {
-            "mode": "text2video",
-            "video_id": "860327812345678901",
-            "text": "Hello there",
-            "voice_id": "genshin_vindi2",
-            "voice_language": "en",
-            "voice_speed": Decimal("1.0"),
-        } | overrides
-        job, created = services.job_create(
-            team=team,
-            submitted_by=person,
-            job_input=services.JobInput(**fields),
-            submission_key=uuid.uuid4(),
-        )
-        assert created
-        return job
-
-    return submit
+def submit_job(db) -> Callable[..., Job]:
+    """``submit_job(person, **inputs)``: a job stored through the service, as the form would."""
+    return make_job
 
 
 @pytest.fixture(autouse=True)
@@ -283,36 +229,9 @@ def fast_password_hashing(settings) -> None:
 
 
 @pytest.fixture
-def new_job(db) -> Callable[..., object]:
-    """``new_job(person, team=None, **inputs)``: a job stored through the service.
-
-    Unlike ``submit_job`` it works for a person in several teams (``team`` picks one; the
-    default is their first membership).
-    """
-    import uuid
-
-    from tasks_app import services
-
-    def make(person, team=None, **overrides):
-        team = team or person.memberships.order_by("pk").first().team
-        fields = {
-            "mode": "text2video",
-            "video_id": "860327812345678901",
-            "text": "Hello there",
-            "voice_id": "genshin_vindi2",
-            "voice_language": "en",
-            "voice_speed": Decimal("1.0"),
-        } | overrides
-        job, created = services.job_create(
-            team=team,
-            submitted_by=person,
-            job_input=services.JobInput(**fields),
-            submission_key=uuid.uuid4(),
-        )
-        assert created
-        return job
-
-    return make
+def new_job(db) -> Callable[..., Job]:
+    """``new_job(person, team=None, **inputs)``: the same, for a person in several teams."""
+    return lambda person, team=None, **inputs: make_job(person, team=team, **inputs)
 
 
 @pytest.fixture

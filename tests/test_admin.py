@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -22,34 +21,15 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
+from factories import make_job
 
-from tasks_app import review, services
-from tasks_app.models import Job, JobStatus, Membership, ReviewState, Team, TeamRole
-from tasks_app.services import JobInput
+from tasks_app import review
+from tasks_app.models import Job, JobStatus, Membership, ReviewState, TeamRole
 
 pytestmark = pytest.mark.django_db
 
 JOBS_URL = reverse("admin:tasks_app_job_changelist")
 NOFACE_URL = "https://videos.example.com/noface-clip.mp4"
-
-
-def make_job(person, *, team: Team | None = None, **overrides) -> Job:
-    fields = {
-        "mode": "text2video",
-        "video_id": "860327812345678901",
-        "text": "Hello there",
-        "voice_id": "genshin_vindi2",
-        "voice_language": "en",
-        "voice_speed": Decimal("1.0"),
-    } | overrides
-    job, created = services.job_create(
-        team=team or person.memberships.first().team,
-        submitted_by=person,
-        job_input=JobInput(**fields),
-        submission_key=uuid.uuid4(),
-    )
-    assert created
-    return job
 
 
 def listed(response) -> list[int]:

@@ -3,38 +3,21 @@
 from __future__ import annotations
 
 import threading
-import uuid
-from decimal import Decimal
 
 import pytest
 from django.db import connection, connections
 from django.utils import timezone
-from django_tasks_db.management.commands.db_worker import Worker
+from factories import make_job, make_worker
 
-from tasks_app import services
 from tasks_app.models import Job, JobStatus
-from tasks_app.services import JobInput
 from tasks_app.tasks import advance_job
 
 
 def submit(user, team, n: int) -> list[Job]:
-    jobs = []
-    for i in range(n):
-        job, _ = services.job_create(
-            team=team,
-            submitted_by=user,
-            job_input=JobInput(
-                mode="text2video",
-                video_id=f"86032781234567{i:04d}",
-                text=f"Line number {i}",
-                voice_id="genshin_vindi2",
-                voice_language="en",
-                voice_speed=Decimal("1.0"),
-            ),
-            submission_key=uuid.uuid4(),
-        )
-        jobs.append(job)
-    return jobs
+    return [
+        make_job(user, team=team, video_id=f"86032781234567{i:04d}", text=f"Line number {i}")
+        for i in range(n)
+    ]
 
 
 @pytest.mark.django_db
@@ -88,16 +71,7 @@ class TestSeveralWorkers:
         def work(name: str) -> None:
             try:
                 barrier.wait()
-                Worker(
-                    queue_names=["default"],
-                    interval=0,
-                    batch=True,
-                    backend_name="default",
-                    startup_delay=False,
-                    max_tasks=None,
-                    worker_id=name,
-                    excluded_queue_names=[],
-                ).run()
+                make_worker(name).run()
             except BaseException as err:  # reported below
                 errors.append(err)
             finally:

@@ -20,15 +20,14 @@ from datetime import timedelta
 from html import unescape
 from pathlib import Path
 
-import django_tasks_db.management.commands.db_worker as db_worker
 import httpx
 import pytest
 from django.db import OperationalError, connection, connections
 from django.test import Client
 from django.urls import resolve, reverse
 from django.utils import timezone
-from django_tasks_db.management.commands.db_worker import Worker
 from django_tasks_db.models import DBTaskResult
+from factories import assert_no_failed_tasks, keeping_the_test_connection, make_worker
 
 from tasks_app import services
 from tasks_app.kling import (
@@ -87,23 +86,9 @@ def run_one_task() -> bool:
     """
     if not DBTaskResult.objects.ready().exists():
         return False
-    keep = db_worker.close_old_connections
-    db_worker.close_old_connections = lambda **kwargs: None
-    try:
-        Worker(
-            queue_names=["default"],
-            interval=0,
-            batch=True,
-            backend_name="default",
-            startup_delay=False,
-            max_tasks=1,
-            worker_id="fault-worker",
-            excluded_queue_names=[],
-        ).run()
-    finally:
-        db_worker.close_old_connections = keep
-    failed = DBTaskResult.objects.filter(status="FAILED")
-    assert not failed.exists(), [(r.task_path, r.traceback) for r in failed]
+    with keeping_the_test_connection():
+        make_worker("fault-worker", max_tasks=1).run()
+    assert_no_failed_tasks()
     return True
 
 

@@ -2,39 +2,20 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
-from decimal import Decimal
 
 import pytest
 from django.db.models import F
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
+from factories import make_job
 
 from tasks_app import services
 from tasks_app.kling import LipSyncRequest, TextSpeech, VideoSource
 from tasks_app.kling_setup import kling_client
 from tasks_app.models import Job, JobEvent, JobStatus
-from tasks_app.services import JobInput
 
 pytestmark = pytest.mark.django_db
-
-
-def make_job(user, **overrides) -> Job:
-    team = user.memberships.get().team
-    fields = {
-        "mode": "text2video",
-        "video_id": "860327812345678901",
-        "text": "Hello there",
-        "voice_id": "genshin_vindi2",
-        "voice_language": "en",
-        "voice_speed": Decimal("1.0"),
-    } | overrides
-    job, created = services.job_create(
-        team=team, submitted_by=user, job_input=JobInput(**fields), submission_key=uuid.uuid4()
-    )
-    assert created
-    return job
 
 
 class TestHappyPath:

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connections
-from django_tasks_db.management.commands.db_worker import Worker
 from django_tasks_db.models import DBTaskResult
+from factories import make_worker
 from playwright.sync_api import Browser, Page, Playwright, Response, expect, sync_playwright
 
 from tasks_app.kling.simulator import KlingSimulator
@@ -99,16 +99,7 @@ class BackgroundWorker:
     """django-tasks-db's worker, polling the queue from a thread as `studio_worker` would."""
 
     def __init__(self) -> None:
-        self.worker = Worker(
-            queue_names=["default"],
-            interval=0.2,
-            batch=False,
-            backend_name="default",
-            startup_delay=False,
-            max_tasks=None,
-            worker_id="browser-test-worker",
-            excluded_queue_names=[],
-        )
+        self.worker = make_worker("browser-test-worker", batch=False, interval=0.2)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="studio-worker", daemon=True)
 
