@@ -57,3 +57,9 @@ def job_can_manage(*, user: AbstractBaseUser, job: Job) -> bool:
     if job.submitted_by_id == user.pk:
         return True
     return team_role(user=user, team=job.team) == TeamRole.ADMIN
+
+
+def team_ids_managed(*, user: AbstractBaseUser) -> set[int]:
+    """Teams whose every job the person may cancel and archive (they are its admin)."""
+    admin = Membership.objects.filter(user=user, role=TeamRole.ADMIN)
+    return set(admin.values_list("team_id", flat=True))

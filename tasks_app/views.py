@@ -17,6 +17,7 @@ from django.http import (
     HttpResponseForbidden,
 )
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
@@ -65,6 +66,8 @@ def job_list(request: HtmxHttpRequest) -> HttpResponse:
         "status_counts": filters.status_counts(team_jobs),
         "live_ids": [job.pk for job in page.object_list if job.is_active],
         "is_filtered": any(value for key, value in request.GET.items() if key != "page"),
+        "managed_team_ids": teams.team_ids_managed(user=request.user),
+        "list_path": request.get_full_path(),
     }
     if request.htmx and request.htmx.target == "job-results":
         return render(request, "tasks/job_list.html#results", context)
@@ -77,7 +80,14 @@ def job_list_live(request: HtmxHttpRequest) -> HttpResponse:
     ids = [int(value) for value in request.GET.getlist("id") if _is_id(value)][:JOBS_PER_PAGE]
     jobs = list(Job.objects.visible_to(request.user).with_people().filter(pk__in=ids))
     live_ids = [job.pk for job in jobs if job.is_active]
-    context = {"jobs": jobs, "live_ids": live_ids, "notices": notices_peek(user=request.user)}
+    context = {
+        "jobs": jobs,
+        "live_ids": live_ids,
+        "notices": notices_peek(user=request.user),
+        "managed_team_ids": teams.team_ids_managed(user=request.user),
+        # Row actions return to the page the rows are on, not to this endpoint.
+        "list_path": request.htmx.current_url_abs_path or reverse("tasks:list"),
+    }
     response = render(request, "tasks/job_list.html#live", context)
     if len(live_ids) < len(ids):
         # A job finished: the page's counts and filters may no longer match; refresh them.

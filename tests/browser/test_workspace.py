@@ -1,0 +1,246 @@
+"""A team's workspace in a real browser: only its own jobs, a search in place, its own copy."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+from factories import make_job
+from playwright.sync_api import Browser, Page, Request, Response, expect
+
+from tasks_app.models import Job, JobEvent, JobStatus, Membership, Team, TeamRole
+
+JOB_URL = re.compile(r"/tasks/(\d+)/$")
+# A job takes about 6 s on the test simulator; the rest is room for a slow machine.
+JOB_TIMEOUT_MS = 40_000
+# The worker copies the result after the job succeeds: one download from the simulator.
+COPY_TIMEOUT_S = 30
+ROWS = "table.jobs tbody tr"
+
+# Set once the page has loaded; htmx swaps keep it, a reload or a navigation would not.
+MARK_WINDOW = "() => { window.studioTestMarker = 'loaded once'; }"
+MARKER = "() => window.studioTestMarker"
+
+
+@pytest.fixture
+def new_tab(browser: Browser, studio) -> Iterator[Callable[[], Page]]:
+    """``new_tab()``: a tab in a browser context of its own (its own cookies, its own login)."""
+    contexts = []
+    problems: list[str] = []
+
+    def on_response(response: Response) -> None:
+        if response.status >= 500:
+            problems.append(f"HTTP {response.status} from {response.request.method} {response.url}")
+
+    def open_tab() -> Page:
+        context = browser.new_context(
+            base_url=studio.url, viewport={"width": 1280, "height": 900}, locale="en-US"
+        )
+        context.set_default_timeout(10_000)
+        contexts.append(context)
+        tab = context.new_page()
+        tab.on("response", on_response)
+        tab.on("pageerror", lambda err: problems.append(f"script error: {err}"))
+        return tab
+
+    yield open_tab
+    for context in contexts:
+        context.close()
+    assert not problems, problems
+
+
+def the_team() -> Team:
+    return Team.objects.get(name="Studio A")
+
+
+def alice():
+    return get_user_model().objects.get(username="alice")
+
+
+def finished_job(text: str) -> Job:
+    """A succeeded job of Alice's team, as the worker would have left it; nothing is sent."""
+    now = timezone.now()
+    job = Job.objects.create(
+        team=the_team(),
+        submitted_by=alice(),
+        mode="text2video",
+        text=text,
+        voice_id="genshin_vindi2",
+        voice_language="en",
+        voice_speed=Decimal("1.0"),
+        video_id="860327812345678901",
+        status=JobStatus.SUCCEEDED,
+        created_at=now - timedelta(minutes=3),
+        sent_at=now - timedelta(minutes=2),
+        finished_at=now - timedelta(minutes=1),
+        kling_task_id=f"task-{uuid.uuid4().hex}",
+    )
+    JobEvent.objects.create(job=job, new_status=JobStatus.SUCCEEDED, note="made for the test")
+    return job
+
+
+def submit_text_job(page: Page, text: str) -> int:
+    """Fill in the form as a person would, send it, return the new job's id."""
+    page.goto("/tasks/new/")
+    form = page.locator("form.job-form")
+    form.locator('input[name="video_source"][value="video_id"]').check()
+    form.locator("#id_video_id").fill("860327812345678901")
+    form.locator('input[name="mode"][value="text2video"]').check()
+    form.locator("#id_text").fill(text)
+    form.locator("#id_voice_id").select_option("genshin_vindi2")
+    form.locator("#id_voice_language").select_option("en")
+    form.locator('button[type="submit"]').click()
+    expect(page).to_have_url(JOB_URL)
+    match = JOB_URL.search(page.url)
+    assert match is not None
+    return int(match.group(1))
+
+
+def wait_for_the_stored_copy(job_id: int) -> Job:
+    """The job once the worker's store_result task has kept its video in the studio."""
+    deadline = time.monotonic() + COPY_TIMEOUT_S
+    while True:
+        job = Job.objects.get(pk=job_id)
+        if job.stored_video:
+            return job
+        assert not job.store_error, f"the copy failed: {job.store_error}"
+        assert time.monotonic() < deadline, "the worker never stored a copy of the result"
+        time.sleep(0.2)
+
+
+def assert_not_found(page: Page, url: str) -> None:
+    response = page.goto(url)
+    assert response is not None and response.status == 404, url
+    expect(page.locator("main h1")).to_have_text("Not found")
+
+
+class TestTwoTeams:
+    def test_each_person_sees_only_their_own_teams_jobs_and_gets_a_404_for_the_other(
+        self, page: Page, studio, new_tab
+    ):
+        bob = get_user_model().objects.create_user("bob", password=studio.password)
+        Membership.objects.create(
+            team=Team.objects.create(name="Studio B"), user=bob, role=TeamRole.MEMBER
+        )
+        # Stored as the form stores them; the worker thread sends them to the simulator.
+        alices_job = make_job(alice(), text="Alice rehearses the harbour scene")
+        bobs_job = make_job(bob, text="Bob records the mountain scene")
+
+        studio.log_in(page, then="/tasks/")
+        bob_tab = new_tab()
+        replace(studio, username="bob").log_in(bob_tab, then="/tasks/")
+
+        for tab, team, own, other in (
+            (page, "Studio A", alices_job, bobs_job),
+            (bob_tab, "Studio B", bobs_job, alices_job),
+        ):
+            expect(tab.locator("main h1")).to_contain_text(team)
+            rows = tab.locator(ROWS)
+            expect(rows).to_have_count(1)
+            expect(rows.first).to_contain_text(own.text)
+            expect(tab.locator("#job-results")).not_to_contain_text(other.text)
+
+            assert_not_found(tab, other.get_absolute_url())
+            expect(tab.locator("main")).not_to_contain_text(other.text)
+            video = tab.request.get(f"/tasks/{other.pk}/video/", max_redirects=0)
+            assert video.status == 404, video.status
+
+            response = tab.goto(own.get_absolute_url())
+            assert response is not None and response.status == 200
+            expect(tab.locator("main")).to_contain_text(own.text)
+
+
+class TestTheSearchBox:
+    def test_typing_narrows_the_list_in_place_and_puts_the_search_in_the_url(
+        self, page: Page, studio
+    ):
+        finished_job("Welcome to the harbour")
+        finished_job("Welcome back, captain")
+        finished_job("Goodbye from the harbour")
+        finished_job("The mountain is quiet")
+
+        studio.log_in(page, then="/tasks/")
+        rows = page.locator(ROWS)
+        expect(rows).to_have_count(4)
+        page.evaluate(MARK_WINDOW)
+        documents: list[str] = []
+        page.on(
+            "request",
+            lambda request: (
+                documents.append(request.url) if request.resource_type == "document" else None
+            ),
+        )
+
+        search = page.locator("input[name=q]")
+        with page.expect_response(
+            lambda r: "q=harbour" in r.url and r.request.headers.get("hx-request") == "true"
+        ):
+            search.fill("harbour")
+        expect(rows).to_have_count(2)
+        expect(rows.nth(0)).to_contain_text("harbour")
+        expect(rows.nth(1)).to_contain_text("harbour")
+        expect(page.locator("#job-results")).not_to_contain_text("captain")
+        expect(page.locator("#job-results")).not_to_contain_text("mountain")
+        expect(page).to_have_url(re.compile(r"/tasks/\?(.*&)?q=harbour(&|$)"))
+
+        search.fill("welcome back")
+        expect(rows).to_have_count(1)
+        expect(rows.first).to_contain_text("Welcome back, captain")
+        expect(page).to_have_url(re.compile(r"[?&]q=welcome(\+|%20)back(&|$)"))
+
+        assert page.evaluate(MARKER) == "loaded once", "the page was reloaded"
+        assert documents == [], documents
+
+
+class TestAFinishedJob:
+    def test_it_plays_from_the_studios_own_copy_not_from_the_simulator(
+        self, page: Page, studio, screenshot
+    ):
+        studio.log_in(page, then="/tasks/new/")
+        job_id = submit_text_job(page, "Played from the studio's own shelf")
+        expect(page.locator("section#job-status")).to_have_class(
+            re.compile(r"\bstatus-succeeded\b"), timeout=JOB_TIMEOUT_MS
+        )
+        job = wait_for_the_stored_copy(job_id)
+        assert job.stored_size and job.stored_size > 0
+
+        video_path = f"/tasks/{job_id}/video/"
+        video_responses: list[Response] = []
+        simulator_requests: list[str] = []
+
+        def on_request(request: Request) -> None:
+            if request.url.startswith(studio.kling.url) or "/assets/" in request.url:
+                simulator_requests.append(request.url)
+
+        def on_response(response: Response) -> None:
+            if response.url.split("?")[0].endswith(video_path):
+                video_responses.append(response)
+
+        page.on("request", on_request)
+        page.on("response", on_response)
+        page.reload()
+
+        expect(page.get_by_test_id("copy-state")).to_contain_text("Kept in the studio")
+        video = page.get_by_test_id("result-video")
+        expect(video).to_be_visible()
+        video.evaluate("async (v) => { v.muted = true; await v.play(); }")
+        page.wait_for_function(
+            "(v) => v.currentTime > 0 && !v.paused", arg=video.element_handle(), timeout=15_000
+        )
+        assert video.evaluate("(v) => v.error === null && v.videoWidth > 0")
+        video.evaluate("(v) => v.pause()")
+
+        assert video_responses, "the browser never asked the studio for the video"
+        for response in video_responses:
+            assert response.url.startswith(studio.url), response.url
+            assert response.status in (200, 206), (response.status, response.headers)
+        assert simulator_requests == [], simulator_requests
+        screenshot("workspace-played-from-the-studio")
