@@ -206,6 +206,7 @@ KLING_SLOW_AFTER_MINUTES = envint("KLING_SLOW_AFTER_MINUTES", 15, minimum=1)
 # The studio keeps its own copy of every result (Kling deletes its copy after 30 days).
 RESULT_MAX_BYTES = envint("RESULT_MAX_BYTES", 300 * 1024 * 1024, minimum=1024)
 RESULT_STORE_ATTEMPTS = envint("RESULT_STORE_ATTEMPTS", 8, minimum=1)
+# Kling deletes its copy of a result after this many days (its link is the fallback until).
 KLING_RESULT_LIFETIME_DAYS = 30
 
 # Abuse limits: failed log-ins per account / per address in 15 minutes, and jobs per person

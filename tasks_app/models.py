@@ -286,10 +286,6 @@ class Job(models.Model):
         return self.status == JobStatus.PENDING and self.send_started_at is None
 
     @property
-    def video_source(self) -> str:
-        return self.video_id or self.video_url
-
-    @property
     def duration(self) -> timedelta | None:
         """How long the job took from submission to its end, or so far."""
         end = self.finished_at or (None if self.is_terminal else timezone.now())
@@ -300,7 +296,8 @@ class Job(models.Model):
         """Kling deletes results after 30 days; until then its link is a fallback."""
         if not self.finished_at:
             return False
-        return timezone.now() - self.finished_at < timedelta(days=30)
+        lifetime = timedelta(days=settings.KLING_RESULT_LIFETIME_DAYS)
+        return timezone.now() - self.finished_at < lifetime
 
     @property
     def is_taking_long(self) -> bool:
