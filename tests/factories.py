@@ -5,13 +5,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from decimal import Decimal
 
 import django_tasks_db.management.commands.db_worker as db_worker
+from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from tasks_app import services
-from tasks_app.models import Job, Team
+from tasks_app.models import Job, JobEvent, JobStatus, Team
 
 TEXT_INPUTS = {
     "mode": "text2video",
@@ -20,6 +22,18 @@ TEXT_INPUTS = {
     "voice_id": "genshin_vindi2",
     "voice_language": "en",
     "voice_speed": Decimal("1.0"),
+}
+
+
+# The same inputs as the job form posts them.
+TEXT_FORM = {
+    "video_source": "video_id",
+    "video_id": "860327812345678901",
+    "mode": "text2video",
+    "text": "Hello from the studio",
+    "voice_id": "genshin_vindi2",
+    "voice_language": "en",
+    "voice_speed": "1.0",
 }
 
 
@@ -35,6 +49,28 @@ def make_job(person, *, team: Team | None = None, **overrides) -> Job:
         submission_key=uuid.uuid4(),
     )
     assert created
+    return job
+
+
+def make_stored_job(person, status: str, *, text: str, team: Team | None = None, **fields) -> Job:
+    """A job in the database as the worker would have left it in ``status``; nothing sends it
+    anywhere (for pages that need jobs in given states, fast)."""
+    now = timezone.now()
+    values = {
+        "team": team or person.memberships.order_by("pk").first().team,
+        "submitted_by": person,
+        "status": status,
+        "created_at": now - timedelta(minutes=3),
+        **{key: value for key, value in TEXT_INPUTS.items() if key != "text"},
+        "text": text,
+    }
+    if status != JobStatus.PENDING:
+        values["sent_at"] = now - timedelta(minutes=2)
+        values["kling_task_id"] = f"task-{uuid.uuid4().hex[:16]}"
+    if status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED):
+        values["finished_at"] = now - timedelta(minutes=1)
+    job = Job.objects.create(**(values | fields))
+    JobEvent.objects.create(job=job, new_status=status, note=f"{status} for the test")
     return job
 
 

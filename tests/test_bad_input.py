@@ -24,6 +24,7 @@ from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
 from django.urls import resolve, reverse
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
+from factories import TEXT_FORM
 
 from tasks_app import services, webhooks
 from tasks_app.kling.simulator import KlingSimulator, SimulatorConfig
@@ -32,15 +33,6 @@ from tasks_app.uploads import AudioSizeLimitHandler
 
 pytestmark = pytest.mark.django_db
 
-TEXT_FORM = {
-    "video_source": "video_id",
-    "video_id": "860327812345678901",
-    "mode": "text2video",
-    "text": "Hello from the studio",
-    "voice_id": "genshin_vindi2",
-    "voice_language": "en",
-    "voice_speed": "1.0",
-}
 AUDIO_FORM = {
     "video_source": "video_id",
     "video_id": "860327812345678901",

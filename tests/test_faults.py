@@ -27,7 +27,7 @@ from django.test import Client
 from django.urls import resolve, reverse
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
-from factories import assert_no_failed_tasks, keeping_the_test_connection, make_worker
+from factories import TEXT_FORM, assert_no_failed_tasks, keeping_the_test_connection, make_worker
 
 from tasks_app import services
 from tasks_app.kling import (
@@ -42,16 +42,6 @@ from tasks_app.kling import (
 from tasks_app.kling.simulator import KlingSimulator
 from tasks_app.models import Job, JobStatus
 
-# The conftest's TEXT_JOB, as a form posts it.
-TEXT_FORM = {
-    "video_source": "video_id",
-    "video_id": "860327812345678901",
-    "mode": "text2video",
-    "text": "Hello from the studio",
-    "voice_id": "genshin_vindi2",
-    "voice_language": "en",
-    "voice_speed": "1.0",
-}
 STATUS_DETAIL = re.compile(r'data-testid="status-detail">(.*?)</p>', re.S)
 # Words that only a programmer should ever read.
 TECHNICAL = (

@@ -21,6 +21,7 @@ from django.urls import resolve, reverse
 from django.utils import timezone
 from django.views.debug import ExceptionReporter
 from django_tasks_db.models import DBTaskResult
+from factories import TEXT_FORM
 
 from tasks_app.kling import (
     JwtAuth,
@@ -35,15 +36,6 @@ from tasks_app.models import Job, JobEvent, JobStatus, LoginFailure
 
 pytestmark = pytest.mark.django_db
 
-TEXT_FORM = {
-    "video_source": "video_id",
-    "video_id": "860327812345678901",
-    "mode": "text2video",
-    "text": "Hello from the studio",
-    "voice_id": "genshin_vindi2",
-    "voice_language": "en",
-    "voice_speed": "1.0",
-}
 PASSWORD = "correct horse battery"  # the conftest's make_member
 
 

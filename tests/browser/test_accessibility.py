@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
+from factories import make_stored_job
 from playwright.sync_api import Locator, Page, expect
 
-from tasks_app.models import Job, JobEvent, JobStatus, Membership, Profile, Team, TeamRole
+from tasks_app.models import Job, JobStatus, Membership, Profile, Team, TeamRole
 
 AXE = Path(__file__).parent / "assets" / "axe.min.js"
 # The studio's Content-Security-Policy allows scripts from its own origin only (no inline
@@ -100,29 +101,8 @@ def alice():
 
 
 def make_job(status: str, *, text: str, **fields) -> Job:
-    """A job in the database, as the worker would have left it; nothing sends it anywhere."""
-    now = timezone.now()
-    values = {
-        "team": the_team(),
-        "submitted_by": alice(),
-        "mode": "text2video",
-        "text": text,
-        "voice_id": "genshin_vindi2",
-        "voice_language": "en",
-        "voice_speed": Decimal("1.0"),
-        "video_id": "860327812345678901",
-        "status": status,
-        "created_at": now - timedelta(minutes=3),
-    }
-    if status != JobStatus.PENDING:
-        values["sent_at"] = now - timedelta(minutes=2)
-        values["kling_task_id"] = f"task-{status}-{text[:8]}"
-    if status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED):
-        values["finished_at"] = now - timedelta(minutes=1)
-    values.update(fields)
-    job = Job.objects.create(**values)
-    JobEvent.objects.create(job=job, new_status=status, note=f"{status} for the test")
-    return job
+    """A job of Alice's in team A, as the worker would have left it; nothing sends it."""
+    return make_stored_job(alice(), status, text=text, team=the_team(), **fields)
 
 
 def fill_the_history() -> None:

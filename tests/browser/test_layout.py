@@ -8,18 +8,18 @@ actions) are on screen. Each page is saved to test-artifacts/layout-<page>-<widt
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
+from factories import make_stored_job
 from playwright.sync_api import Locator, Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from tasks_app.kling.simulator import DEMO_RESULT_NAME
-from tasks_app.models import Job, JobEvent, JobStatus, Membership, Team, TeamRole
+from tasks_app.models import Job, JobStatus, Membership, Team, TeamRole
 
 VIEWPORTS = {
     "phone": {"width": 375, "height": 740},
@@ -55,28 +55,8 @@ def alice():
 
 
 def make_job(status: str, *, text: str, **fields) -> Job:
-    """A job in the database, as the worker would have left it; nothing sends it anywhere."""
-    now = timezone.now()
-    values = {
-        "team": the_team(),
-        "submitted_by": alice(),
-        "mode": "text2video",
-        "text": text,
-        "voice_id": "genshin_vindi2",
-        "voice_language": "en",
-        "voice_speed": Decimal("1.0"),
-        "video_id": "860327812345678901",
-        "status": status,
-        "created_at": now - timedelta(minutes=3),
-    }
-    if status != JobStatus.PENDING:
-        values["sent_at"] = now - timedelta(minutes=2)
-    if status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED):
-        values["finished_at"] = now - timedelta(minutes=1)
-    values.update(fields)
-    job = Job.objects.create(**values)
-    JobEvent.objects.create(job=job, new_status=status, note=f"{status} for the test")
-    return job
+    """A job of Alice's in team A, as the worker would have left it; nothing sends it."""
+    return make_stored_job(alice(), status, text=text, team=the_team(), **fields)
 
 
 def fill_the_studio(kling_url: str) -> Job:
