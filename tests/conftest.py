@@ -7,7 +7,6 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
-from decimal import Decimal
 
 import pytest
 from django.conf import settings
@@ -15,7 +14,13 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
-from factories import assert_no_failed_tasks, keeping_the_test_connection, make_job, make_worker
+from factories import (
+    TEXT_FORM,
+    assert_no_failed_tasks,
+    keeping_the_test_connection,
+    make_job,
+    make_worker,
+)
 
 from tasks_app.kling.simulator import KlingSimulator, ManualClock, SimulatorConfig
 from tasks_app.models import Job, Membership, Team, TeamRole
@@ -142,20 +147,10 @@ def worker() -> Callable[[], int]:
     return run
 
 
-TEXT_JOB = {
-    "video_source": "video_id",
-    "video_id": "860327812345678901",
-    "mode": "text2video",
-    "text": "Hello from the studio",
-    "voice_id": "genshin_vindi2",
-    "voice_language": "en",
-    "voice_speed": Decimal("1.0"),
-}
-
-
 @pytest.fixture
 def text_job_data() -> dict:
-    return dict(TEXT_JOB)
+    """A valid text job, as the form posts it."""
+    return dict(TEXT_FORM)
 
 
 # --- Added for the app-level tests (forms, pages, callbacks, commands) ------------------------

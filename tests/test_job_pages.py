@@ -9,6 +9,7 @@ import uuid
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
+from factories import TEXT_FORM
 
 from tasks_app import services
 from tasks_app.models import Job, JobStatus
@@ -20,18 +21,7 @@ HTMX = {"HTTP_HX_REQUEST": "true"}
 
 
 def form_data(**overrides) -> dict:
-    data = {
-        "submission_key": str(uuid.uuid4()),
-        "video_source": "video_id",
-        "video_id": "860327812345678901",
-        "mode": "text2video",
-        "text": "Hello from the studio",
-        "voice_id": "genshin_vindi2",
-        "voice_language": "en",
-        "voice_speed": "1.2",
-    }
-    data.update(overrides)
-    return data
+    return TEXT_FORM | {"submission_key": str(uuid.uuid4()), "voice_speed": "1.2"} | overrides
 
 
 def detail_url(job: Job) -> str:

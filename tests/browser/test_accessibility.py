@@ -13,10 +13,17 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.utils import timezone
 from factories import make_stored_job
-from playwright.sync_api import Locator, Page, expect
+from flows import (
+    JOB_URL,
+    alice,
+    job_form,
+    submit_text_job,
+    the_team,
+    wait_for_status,
+)
+from playwright.sync_api import Page, expect
 
 from tasks_app.models import Job, JobStatus, Membership, Profile, Team, TeamRole
 
@@ -25,9 +32,7 @@ AXE = Path(__file__).parent / "assets" / "axe.min.js"
 # script), so axe is served from there: the browser asks for this path and the test answers.
 AXE_PATH = "/__axe__/axe.min.js"
 BLOCKING = ("serious", "critical")
-JOB_URL = re.compile(r"/tasks/(\d+)/$")
 # A job takes about 6 s on the test simulator; the rest is room for a slow machine.
-JOB_TIMEOUT_MS = 40_000
 
 # htmx polls the job page and the history; a swap in the middle of axe's run would check half
 # a page. Cancel every htmx request while axe runs and wait for the last swap to settle.
@@ -92,14 +97,6 @@ def assert_accessible(page: Page, where: str) -> None:
 # --- Jobs --------------------------------------------------------------------------------------
 
 
-def the_team() -> Team:
-    return Team.objects.get(name="Studio A")
-
-
-def alice():
-    return get_user_model().objects.get(username="alice")
-
-
 def make_job(status: str, *, text: str, **fields) -> Job:
     """A job of Alice's in team A, as the worker would have left it; nothing sends it."""
     return make_stored_job(alice(), status, text=text, team=the_team(), **fields)
@@ -134,37 +131,6 @@ def fill_the_history() -> None:
     )
     Membership.objects.create(
         team=Team.objects.create(name="Studio B"), user=alice(), role=TeamRole.ADMIN
-    )
-
-
-def job_form(page: Page) -> Locator:
-    form = page.locator("form.job-form")
-    expect(form).to_be_visible()
-    return form
-
-
-def submit_text_job(page: Page, *, video_url: str | None = None, text: str) -> str:
-    """Fill in the form as a person would, send it, return the job page's URL."""
-    page.goto("/tasks/new/")
-    form = job_form(page)
-    if video_url:
-        form.locator('input[name="video_source"][value="video_url"]').check()
-        form.locator("#id_video_url").fill(video_url)
-    else:
-        form.locator('input[name="video_source"][value="video_id"]').check()
-        form.locator("#id_video_id").fill("860327812345678901")
-    form.locator('input[name="mode"][value="text2video"]').check()
-    form.locator("#id_text").fill(text)
-    form.locator("#id_voice_id").select_option("genshin_vindi2")
-    form.locator("#id_voice_language").select_option("en")
-    form.locator('button[type="submit"]').click()
-    expect(page).to_have_url(JOB_URL)
-    return page.url
-
-
-def wait_for_status(page: Page, status: str) -> None:
-    expect(page.locator("section#job-status")).to_have_class(
-        re.compile(rf"\bstatus-{status}\b"), timeout=JOB_TIMEOUT_MS
     )
 
 
@@ -258,9 +224,9 @@ class TestAJobPage:
     ):
         studio.log_in(page, then="/tasks/new/")
         failing = submit_text_job(
-            page, video_url="https://example.com/noface.mp4", text="Nobody is there"
+            page, "Nobody is there", video_url="https://example.com/noface.mp4"
         )
-        ready = submit_text_job(page, text="Hello from the accessibility test")
+        ready = submit_text_job(page, "Hello from the accessibility test")
         expect(page.locator("section#job-status")).to_have_class(
             re.compile(r"\bstatus-(pending|sent|processing)\b")
         )
@@ -269,9 +235,9 @@ class TestAJobPage:
         wait_for_status(page, "succeeded")
         expect(page.get_by_test_id("result-video")).to_be_visible()
         assert_accessible(page, "a ready job")
-        assert page.url == ready
+        assert JOB_URL.search(page.url).group(1) == str(ready)
 
-        page.goto(failing)
+        page.goto(f"/tasks/{failing}/")
         wait_for_status(page, "failed")
         assert_accessible(page, "a failed job")
 

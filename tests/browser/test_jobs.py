@@ -8,12 +8,19 @@ import re
 import struct
 import wave
 
-from playwright.sync_api import Locator, Page, expect
+from flows import (
+    JOB_URL,
+    choose_kling_video,
+    choose_text,
+    job_form,
+    status_section,
+    submit,
+    wait_for_status,
+)
+from playwright.sync_api import Page, expect
 
-JOB_URL = re.compile(r"/tasks/(\d+)/$")
 # A job here takes about 6 s (1 s submitted + 3 s processing on the simulator, plus the
 # worker's and the page's polling); the rest is room for a slow CI machine.
-JOB_TIMEOUT_MS = 40_000
 
 # Set on the job page's window once it has loaded; it survives every htmx swap and would be
 # gone after a reload. The observer records each status the page shows, in order.
@@ -47,44 +54,6 @@ def wav_bytes(seconds: float = 0.5, rate: int = 16_000) -> bytes:
         out.setframerate(rate)
         out.writeframes(frames)
     return buffer.getvalue()
-
-
-def job_form(page: Page) -> Locator:
-    form = page.locator("form.job-form")
-    expect(form).to_be_visible()
-    return form
-
-
-def choose_kling_video(form: Locator, video_id: str = "860327812345678901") -> None:
-    form.locator('input[name="video_source"][value="video_id"]').check()
-    form.locator("#id_video_id").fill(video_id)
-
-
-def choose_text(form: Locator, text: str) -> None:
-    form.locator('input[name="mode"][value="text2video"]').check()
-    form.locator("#id_text").fill(text)
-    form.locator("#id_voice_id").select_option("genshin_vindi2")
-    form.locator("#id_voice_language").select_option("en")
-    form.locator("#id_voice_speed").fill("1.0")
-
-
-def submit(page: Page, form: Locator) -> int:
-    """Send the form; return the id of the job page it lands on."""
-    form.locator('button[type="submit"]').click()
-    expect(page).to_have_url(JOB_URL)
-    match = JOB_URL.search(page.url)
-    assert match is not None
-    return int(match.group(1))
-
-
-def status_section(page: Page) -> Locator:
-    return page.locator("section#job-status")
-
-
-def wait_for_status(page: Page, status: str) -> None:
-    expect(status_section(page)).to_have_class(
-        re.compile(rf"\bstatus-{status}\b"), timeout=JOB_TIMEOUT_MS
-    )
 
 
 class TestATextJob:

@@ -12,9 +12,9 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.utils import timezone
 from factories import make_stored_job
+from flows import alice, the_team
 from playwright.sync_api import Locator, Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
@@ -44,14 +44,6 @@ OVERFLOWING = """() => {
         });
 }"""
 LONG_LINK = "https://videos.example.com/studio/uploads/2026/11/" + "a-very-long-file-name-" * 4
-
-
-def the_team() -> Team:
-    return Team.objects.get(name="Studio A")
-
-
-def alice():
-    return get_user_model().objects.get(username="alice")
 
 
 def make_job(status: str, *, text: str, **fields) -> Job:

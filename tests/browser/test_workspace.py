@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import re
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from datetime import timedelta
-from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.utils import timezone
-from factories import make_job
+from factories import make_job, make_stored_job
+from flows import JOB_TIMEOUT_MS, alice, submit_text_job, the_team
 from playwright.sync_api import Browser, Page, Request, Response, expect
 
-from tasks_app.models import Job, JobEvent, JobStatus, Membership, Team, TeamRole
+from tasks_app.models import Job, JobStatus, Membership, Team, TeamRole
 
-JOB_URL = re.compile(r"/tasks/(\d+)/$")
 # A job takes about 6 s on the test simulator; the rest is room for a slow machine.
-JOB_TIMEOUT_MS = 40_000
 # The worker copies the result after the job succeeds: one download from the simulator.
 COPY_TIMEOUT_S = 30
 ROWS = "table.jobs tbody tr"
@@ -57,51 +52,9 @@ def new_tab(browser: Browser, studio) -> Iterator[Callable[[], Page]]:
     assert not problems, problems
 
 
-def the_team() -> Team:
-    return Team.objects.get(name="Studio A")
-
-
-def alice():
-    return get_user_model().objects.get(username="alice")
-
-
 def finished_job(text: str) -> Job:
     """A succeeded job of Alice's team, as the worker would have left it; nothing is sent."""
-    now = timezone.now()
-    job = Job.objects.create(
-        team=the_team(),
-        submitted_by=alice(),
-        mode="text2video",
-        text=text,
-        voice_id="genshin_vindi2",
-        voice_language="en",
-        voice_speed=Decimal("1.0"),
-        video_id="860327812345678901",
-        status=JobStatus.SUCCEEDED,
-        created_at=now - timedelta(minutes=3),
-        sent_at=now - timedelta(minutes=2),
-        finished_at=now - timedelta(minutes=1),
-        kling_task_id=f"task-{uuid.uuid4().hex}",
-    )
-    JobEvent.objects.create(job=job, new_status=JobStatus.SUCCEEDED, note="made for the test")
-    return job
-
-
-def submit_text_job(page: Page, text: str) -> int:
-    """Fill in the form as a person would, send it, return the new job's id."""
-    page.goto("/tasks/new/")
-    form = page.locator("form.job-form")
-    form.locator('input[name="video_source"][value="video_id"]').check()
-    form.locator("#id_video_id").fill("860327812345678901")
-    form.locator('input[name="mode"][value="text2video"]').check()
-    form.locator("#id_text").fill(text)
-    form.locator("#id_voice_id").select_option("genshin_vindi2")
-    form.locator("#id_voice_language").select_option("en")
-    form.locator('button[type="submit"]').click()
-    expect(page).to_have_url(JOB_URL)
-    match = JOB_URL.search(page.url)
-    assert match is not None
-    return int(match.group(1))
+    return make_stored_job(alice(), JobStatus.SUCCEEDED, text=text, team=the_team())
 
 
 def wait_for_the_stored_copy(job_id: int) -> Job:

@@ -1,0 +1,77 @@
+"""What the browser tests do on the studio's pages as a person would, written once."""
+
+from __future__ import annotations
+
+import re
+
+from django.contrib.auth import get_user_model
+from playwright.sync_api import Locator, Page, expect
+
+from tasks_app.models import Team
+
+JOB_URL = re.compile(r"/tasks/(\d+)/$")
+# A demo job takes 1 s + 3 s on the tests' simulator; the rest is slack for a loaded machine.
+JOB_TIMEOUT_MS = 40_000
+
+
+def the_team() -> Team:
+    return Team.objects.get(name="Studio A")
+
+
+def alice():
+    return get_user_model().objects.get(username="alice")
+
+
+def job_form(page: Page) -> Locator:
+    form = page.locator("form.job-form")
+    expect(form).to_be_visible()
+    return form
+
+
+def choose_kling_video(form: Locator, video_id: str = "860327812345678901") -> None:
+    form.locator('input[name="video_source"][value="video_id"]').check()
+    form.locator("#id_video_id").fill(video_id)
+
+
+def choose_video_link(form: Locator, video_url: str) -> None:
+    form.locator('input[name="video_source"][value="video_url"]').check()
+    form.locator("#id_video_url").fill(video_url)
+
+
+def choose_text(form: Locator, text: str) -> None:
+    form.locator('input[name="mode"][value="text2video"]').check()
+    form.locator("#id_text").fill(text)
+    form.locator("#id_voice_id").select_option("genshin_vindi2")
+    form.locator("#id_voice_language").select_option("en")
+    form.locator("#id_voice_speed").fill("1.0")
+
+
+def submit(page: Page, form: Locator) -> int:
+    """Send the form; return the id of the job page it lands on."""
+    form.locator('button[type="submit"]').click()
+    expect(page).to_have_url(JOB_URL)
+    match = JOB_URL.search(page.url)
+    assert match is not None
+    return int(match.group(1))
+
+
+def submit_text_job(page: Page, text: str, *, video_url: str | None = None) -> int:
+    """Fill in the form for a text job as a person would, send it, return the job's id."""
+    page.goto("/tasks/new/")
+    form = job_form(page)
+    if video_url:
+        choose_video_link(form, video_url)
+    else:
+        choose_kling_video(form)
+    choose_text(form, text)
+    return submit(page, form)
+
+
+def status_section(page: Page) -> Locator:
+    return page.locator("section#job-status")
+
+
+def wait_for_status(page: Page, status: str) -> None:
+    expect(status_section(page)).to_have_class(
+        re.compile(rf"\bstatus-{status}\b"), timeout=JOB_TIMEOUT_MS
+    )
