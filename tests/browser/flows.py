@@ -75,3 +75,15 @@ def wait_for_status(page: Page, status: str) -> None:
     expect(status_section(page)).to_have_class(
         re.compile(rf"\bstatus-{status}\b"), timeout=JOB_TIMEOUT_MS
     )
+
+
+def play_result(page: Page) -> None:
+    """Play the job page's result video until it advances, and check it decoded."""
+    video = page.get_by_test_id("result-video")
+    expect(video).to_be_visible()
+    video.evaluate("async (v) => { v.muted = true; await v.play(); }")
+    page.wait_for_function(
+        "(v) => v.currentTime > 0 && !v.paused", arg=video.element_handle(), timeout=15_000
+    )
+    assert video.evaluate("(v) => v.error === null && v.videoWidth > 0")
+    video.evaluate("(v) => v.pause()")

@@ -13,6 +13,7 @@ from flows import (
     choose_kling_video,
     choose_text,
     job_form,
+    play_result,
     status_section,
     submit,
     wait_for_status,
@@ -86,14 +87,7 @@ class TestATextJob:
         assert statuses[0] in ("status-pending", "status-sent", "status-processing"), statuses
         assert statuses[-1] == "status-succeeded", statuses
 
-        video = page.get_by_test_id("result-video")
-        expect(video).to_be_visible()
-        video.evaluate("async (v) => { v.muted = true; await v.play(); }")
-        page.wait_for_function(
-            "(v) => v.currentTime > 0 && !v.paused", arg=video.element_handle(), timeout=15_000
-        )
-        assert video.evaluate("(v) => v.error === null && v.videoWidth > 0")
-        video.evaluate("(v) => v.pause()")
+        play_result(page)
         screenshot("text-job-ready")
 
 

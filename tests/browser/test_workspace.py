@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 from django.contrib.auth import get_user_model
 from factories import make_job, make_stored_job
-from flows import JOB_TIMEOUT_MS, alice, submit_text_job, the_team
+from flows import JOB_TIMEOUT_MS, alice, play_result, submit_text_job, the_team
 from playwright.sync_api import Browser, Page, Request, Response, expect
 
 from tasks_app.models import Job, JobStatus, Membership, Team, TeamRole
@@ -182,14 +182,7 @@ class TestAFinishedJob:
         page.reload()
 
         expect(page.get_by_test_id("copy-state")).to_contain_text("Kept in the studio")
-        video = page.get_by_test_id("result-video")
-        expect(video).to_be_visible()
-        video.evaluate("async (v) => { v.muted = true; await v.play(); }")
-        page.wait_for_function(
-            "(v) => v.currentTime > 0 && !v.paused", arg=video.element_handle(), timeout=15_000
-        )
-        assert video.evaluate("(v) => v.error === null && v.videoWidth > 0")
-        video.evaluate("(v) => v.pause()")
+        play_result(page)
 
         assert video_responses, "the browser never asked the studio for the video"
         for response in video_responses:
