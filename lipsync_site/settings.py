@@ -122,7 +122,17 @@ STORAGES = {
 
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
 
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    # Rendered history rows (tasks_app/history_rows.py) and filter forms ({% cache %} in
+    # job_list.html), each keyed by everything it shows: under a KB each, so a full cache is
+    # a few MB of a web worker's memory. Per process, so a deploy starts with it empty.
+    "template_fragments": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": "template_fragments",
+        "OPTIONS": {"MAX_ENTRIES": 5000},
+    },
+}
 
 # Audio is sent to Kling inside the JSON body, so uploads are capped at Kling's limit.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024

@@ -611,6 +611,7 @@ def bulk_history(b: Bench, total: int) -> None:
     The first TEMPLATE_JOBS are made by the ORM; the rest are older copies of those made in
     SQL, since the ORM spends about half a millisecond preparing each row of 50 columns.
     """
+    from tasks_app import services
     from tasks_app.models import Job, JobStatus
 
     have = Job.objects.filter(team=b.team).count()
@@ -636,6 +637,8 @@ def bulk_history(b: Bench, total: int) -> None:
     missing = total - Job.objects.filter(team=b.team).count()
     if missing > 0:
         copy_history(b.team.pk, missing)
+    # bulk_create and the SQL copy skip Job.save, which keeps the team's tallies.
+    services.job_tallies_rebuild(team=b.team)
 
 
 def copy_history(team_id: int, rows: int) -> None:
@@ -739,11 +742,15 @@ def cancel_leftovers() -> None:
     """End the scenario's jobs and empty the queue, so the next scenario starts clean."""
     from django_tasks_db.models import DBTaskResult
 
-    from tasks_app.models import ACTIVE_STATUSES, Job, JobStatus
+    from tasks_app import services
+    from tasks_app.models import ACTIVE_STATUSES, Job, JobStatus, Team
 
     Job.objects.filter(status__in=ACTIVE_STATUSES).update(
         status=JobStatus.CANCELLED, next_check_at=None
     )
+    # A bulk update skips Job.save, which keeps the history's counts per status.
+    for team in Team.objects.all():
+        services.job_tallies_rebuild(team=team)
     DBTaskResult.objects.all().delete()
 
 

@@ -14,9 +14,7 @@ def studio(request: HttpRequest) -> dict:
     if user is None or not user.is_authenticated:
         return context
     context["studio_team"] = SimpleLazyObject(lambda: teams.team_for_person(user=user))
-    context["studio_teams"] = SimpleLazyObject(
-        lambda: list(user.memberships.select_related("team"))
-    )
+    context["studio_teams"] = SimpleLazyObject(lambda: teams.memberships_of(user=user))
     # Taking the notices marks them seen, so only full pages do it, never background polls.
     if not getattr(request, "htmx", False):
         context["notices"] = SimpleLazyObject(lambda: notices.notices_take(user=user))

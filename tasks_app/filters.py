@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from tasks_app.kling.voices import VOICES
-from tasks_app.models import Job, JobMode, JobStatus, Team, VoiceLanguage
+from tasks_app.models import Job, JobMode, JobStatus, JobTally, Team, VoiceLanguage
 
 
 class JobFilterForm(forms.Form):
@@ -45,11 +45,16 @@ class JobFilterForm(forms.Form):
     )
     archived = forms.BooleanField(label=_("Show archived jobs"), required=False)
 
+    # The filters that pick some of a status's jobs (status and archived pick whole tallies).
+    NARROWING = ("q", "submitter", "mode", "language", "date_from", "date_to")
+
     def __init__(self, *args, team: Team, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        people = get_user_model().objects.filter(memberships__team=team).order_by("username")
+        self.team = team
+        User = get_user_model()
+        people = User.objects.filter(memberships__team=team).order_by(User.USERNAME_FIELD)
         self.fields["submitter"].choices = [("", _("Anyone"))] + [
-            (str(person.pk), person.get_username()) for person in people
+            (str(pk), username) for pk, username in people.values_list("pk", User.USERNAME_FIELD)
         ]
 
     def filtered(self, jobs: QuerySet[Job], *, with_status: bool = True) -> QuerySet[Job]:
@@ -85,9 +90,25 @@ class JobFilterForm(forms.Form):
         return jobs
 
     def status_counts(self, jobs: QuerySet[Job]) -> list[tuple[str, str, int]]:
-        """(status, label, count) for the quick filters, in one query."""
-        rows = self.filtered(jobs, with_status=False).order_by().values("status")
-        counts = {row["status"]: row["n"] for row in rows.annotate(n=Count("id"))}
+        """(status, label, count) for the quick filters, in one query.
+
+        Without a search or filter (other than status and archived) they are the team's
+        tallies, which cost the same for any number of jobs; otherwise the matching jobs are
+        counted.
+        """
+        data = self.cleaned_data if self.is_valid() else {}
+        if not any(data.get(name) for name in self.NARROWING):
+            counts = JobTally.objects.counts(
+                team=self.team, with_archived=bool(data.get("archived"))
+            )
+        else:
+            rows = self.filtered(jobs, with_status=False).order_by().values("status")
+            counts = {row["status"]: row["n"] for row in rows.annotate(n=Count("id"))}
         return [
             (value, label, counts[value]) for value, label in JobStatus.choices if counts.get(value)
         ]
+
+    def total(self, status_counts: list[tuple[str, str, int]]) -> int:
+        """How many jobs the filters match, from ``status_counts`` (no second count)."""
+        status = self.cleaned_data.get("status") if self.is_valid() else ""
+        return sum(count for value, _label, count in status_counts if not status or value == status)

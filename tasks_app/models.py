@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import models
+from django.db import connections, models, transaction
+from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -101,6 +102,71 @@ class ReviewState(models.TextChoices):
     FLAGGED = "flagged", _("Flagged")
 
 
+# A job's place in its team's tallies: (team id, status, archived).
+TallyBucket = tuple[int, str, bool]
+
+
+class JobTallyManager(models.Manager["JobTally"]):
+    def move(self, *, was: TallyBucket | None, now: TallyBucket | None) -> None:
+        """Count one job out of ``was`` and into ``now`` (None: not counted, e.g. new)."""
+        if was == now:
+            return
+        changes = [(bucket, delta) for bucket, delta in ((was, -1), (now, 1)) if bucket]
+        # Always in the same order: an archive and an unarchive in one team at once would
+        # otherwise each lock one of the two rows and wait for the other (a deadlock).
+        for bucket, delta in sorted(changes, key=lambda change: change[0]):
+            self._add(bucket, delta)
+
+    def _add(self, bucket: TallyBucket, delta: int) -> None:
+        team_id, status, archived = bucket
+        row = self.filter(team_id=team_id, status=status, archived=archived)
+        if row.update(count=F("count") + delta):
+            return
+        # The bucket's first job. Two at once both insert; the second insert does nothing and
+        # both updates apply.
+        self.bulk_create(
+            [JobTally(team_id=team_id, status=status, archived=archived, count=0)],
+            ignore_conflicts=True,
+        )
+        row.update(count=F("count") + delta)
+
+    def counts(self, *, team: Team, with_archived: bool) -> dict[str, int]:
+        """Jobs per status in the team (archived ones too when ``with_archived``)."""
+        rows = self.filter(team=team) if with_archived else self.filter(team=team, archived=False)
+        counts: dict[str, int] = {}
+        for status, count in rows.values_list("status", "count"):
+            counts[status] = counts.get(status, 0) + count
+        return counts
+
+
+class JobTally(models.Model):
+    """How many of a team's jobs are in each status, kept up to date by ``Job.save``.
+
+    The history shows these counts on every view; counting them from the jobs reads every
+    one of the team's jobs (10 ms per 100,000 on SQLite), reading them here costs the same
+    for any number. Queryset ``update``/``bulk_create`` and raw SQL skip ``Job.save``: after
+    those, ``services.job_tallies_rebuild`` counts again.
+    """
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="job_tallies")
+    status = models.CharField(max_length=16, choices=JobStatus.choices)
+    archived = models.BooleanField()
+    count = models.IntegerField(default=0)
+
+    objects = JobTallyManager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["team", "status", "archived"], name="one_tally_per_bucket"
+            )
+        ]
+
+    def __str__(self) -> str:
+        archived = " (archived)" if self.archived else ""
+        return f"{self.team_id}: {self.count} {self.status}{archived}"
+
+
 class JobQuerySet(models.QuerySet["Job"]):
     def active(self) -> JobQuerySet:
         return self.filter(status__in=ACTIVE_STATUSES)
@@ -133,6 +199,23 @@ class JobManager(models.Manager.from_queryset(JobQuerySet)):
             "WHERE j.id = %s AND m.user_id = %s"
         )
         return next(iter(self.raw(query, [pk, user.pk])), None)
+
+    def finished_for(self, *, user, since: datetime, limit: int) -> list[Job]:
+        """The person's jobs that succeeded or failed after ``since``, newest first.
+
+        The "your lip-sync is ready" notices: every page a person loads asks this, almost
+        always finding nothing, so it is hand-written SQL too (the ORM's compiling costs ten
+        times the indexed look-up). Only what a notice shows is read.
+        """
+        query = (
+            "SELECT id, status, mode, text, audio_name, audio_url "  # noqa: S608
+            f"FROM {Job._meta.db_table} WHERE submitted_by_id = %s AND status IN (%s, %s) "
+            "AND finished_at > %s ORDER BY finished_at DESC LIMIT %s"
+        )
+        # As the ORM would write it (on SQLite, naive UTC text that compares as stored).
+        since = connections[self.db].ops.adapt_datetimefield_value(since)
+        params = [user.pk, JobStatus.SUCCEEDED.value, JobStatus.FAILED.value, since, limit]
+        return list(self.raw(query, params))
 
 
 class Job(models.Model):
@@ -241,6 +324,8 @@ class Job(models.Model):
 
     objects = JobManager()
 
+    _TALLY_FIELDS = frozenset({"team", "team_id", "status", "archived_at"})
+
     class Meta:
         ordering = ["-created_at", "-pk"]
         constraints = [
@@ -255,7 +340,7 @@ class Job(models.Model):
         indexes = [
             models.Index(fields=["status", "next_check_at"]),
             models.Index(fields=["team", "archived_at", "-created_at"]),
-            # The history's counts per status read this index alone, not the table.
+            # Counts per status under a search or filter read this index alone, not the table.
             models.Index(fields=["team", "archived_at", "status"]),
             # "Your lip-sync is ready" notices: a person's recently finished jobs.
             models.Index(fields=["submitted_by", "finished_at"]),
@@ -264,8 +349,47 @@ class Job(models.Model):
     def __str__(self) -> str:
         return f"#{self.pk} {self.summary}"
 
+    def save(self, *args, **kwargs) -> None:
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and self._TALLY_FIELDS.isdisjoint(update_fields):
+            super().save(*args, **kwargs)
+            return
+        with transaction.atomic(using=kwargs.get("using")):
+            was = self._stored_bucket()
+            super().save(*args, **kwargs)
+            JobTally.objects.move(was=was, now=self._bucket_after(was, update_fields))
+
     def get_absolute_url(self) -> str:
         return reverse("tasks:detail", args=[self.pk])
+
+    def delete(self, *args, **kwargs):
+        with transaction.atomic(using=kwargs.get("using")):
+            JobTally.objects.move(was=self._stored_bucket(), now=None)
+            return super().delete(*args, **kwargs)
+
+    def _stored_bucket(self) -> TallyBucket | None:
+        """Where the tallies count this job now, read from its row (locked until the end of
+        the save): what this object remembers could be stale, partial or a copy's."""
+        if self.pk is None:
+            return None
+        row = Job.objects.select_for_update().filter(pk=self.pk)
+        stored = row.values_list("team_id", "status", "archived_at").first()
+        if stored is None:
+            return None
+        team_id, status, archived_at = stored
+        return (team_id, status, archived_at is not None)
+
+    def _bucket_after(self, was: TallyBucket | None, update_fields) -> TallyBucket:
+        """Where the job is counted after a save that wrote ``update_fields`` (None: all)."""
+        team_id, status, archived = was or (None, None, None)
+        fields = self._TALLY_FIELDS if update_fields is None or was is None else update_fields
+        if {"team", "team_id"} & set(fields):
+            team_id = self.team_id
+        if "status" in fields:
+            status = str(self.status)
+        if "archived_at" in fields:
+            archived = self.archived_at is not None
+        return (team_id, status, archived)
 
     @property
     def summary(self) -> str:
@@ -301,10 +425,16 @@ class Job(models.Model):
 
     @property
     def is_taking_long(self) -> bool:
-        if self.status not in (JobStatus.SENT, JobStatus.PROCESSING) or not self.sent_at:
+        return Job.taking_long(status=self.status, sent_at=self.sent_at)
+
+    @staticmethod
+    def taking_long(*, status: str, sent_at: datetime | None) -> bool:
+        """``is_taking_long`` from the two values it depends on (and the clock), for rows
+        read as values rather than as jobs."""
+        if status not in (JobStatus.SENT, JobStatus.PROCESSING) or not sent_at:
             return False
         limit = timedelta(minutes=settings.KLING_SLOW_AFTER_MINUTES)
-        return timezone.now() - self.sent_at > limit
+        return timezone.now() - sent_at > limit
 
 
 class JobEvent(models.Model):

@@ -9,25 +9,25 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from tasks_app.models import Job, JobStatus, Profile
+from tasks_app.teams import profile_get
 
 MAX_NOTICES = 5
 
 
 def _finished_since(user: AbstractBaseUser, since) -> list[Job]:
-    jobs = Job.objects.filter(
-        submitted_by=user,
-        status__in=(JobStatus.SUCCEEDED, JobStatus.FAILED),
-        finished_at__gt=since,
-    )
-    return list(jobs.order_by("-finished_at")[:MAX_NOTICES])
+    return Job.objects.finished_for(user=user, since=since, limit=MAX_NOTICES)
 
 
 def notices_take(*, user: AbstractBaseUser) -> list[Job]:
     """The person's jobs that finished since they last loaded a page; now they have looked."""
     now = timezone.now()
-    profile, _created = Profile.objects.get_or_create(user=user)
+    profile = profile_get(user=user)
     jobs = _finished_since(user, profile.last_seen_at) if profile.last_seen_at else []
-    Profile.objects.filter(pk=profile.pk).update(last_seen_at=now)
+    # With nothing new, moving the mark changes nothing the next look would find; skipping
+    # the write spares every page view a database write.
+    if jobs or profile.last_seen_at is None:
+        Profile.objects.filter(pk=profile.pk).update(last_seen_at=now)
+        profile.last_seen_at = now
     return jobs
 
 

@@ -26,6 +26,7 @@ from django.core.cache import cache
 from django.core.files.base import File
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
+from django.db.models import BooleanField, Count, ExpressionWrapper, Q
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
 from django.utils.translation import gettext_noop
@@ -41,7 +42,7 @@ from tasks_app.kling import (
     VideoSource,
 )
 from tasks_app.kling_setup import kling_client
-from tasks_app.models import Job, JobEvent, JobMode, JobStatus, Team
+from tasks_app.models import Job, JobEvent, JobMode, JobStatus, JobTally, Team
 from tasks_app.plain_words import error_message, failure_message
 from tasks_app.wording import Message, at, render_english, say
 
@@ -181,9 +182,38 @@ def job_cancel(*, job: Job) -> bool:
 
 
 def job_archive(*, job: Job, archived: bool) -> None:
-    """Hide a job from the default history view, or bring it back. Nothing is deleted."""
-    job.archived_at = timezone.now() if archived else None
-    job.save(update_fields=["archived_at"])
+    """Hide a job from the default history view, or bring it back. Nothing is deleted.
+
+    Archiving an archived job changes nothing (a double click, two people at once)."""
+    with transaction.atomic():
+        locked = Job.objects.select_for_update().get(pk=job.pk)
+        if (locked.archived_at is not None) != archived:
+            locked.archived_at = timezone.now() if archived else None
+            locked.save(update_fields=["archived_at"])
+    job.archived_at = locked.archived_at
+
+
+def job_tallies_rebuild(*, team: Team) -> None:
+    """Count the team's jobs per status again, from the jobs themselves.
+
+    ``Job.save`` keeps the tallies; this is for jobs written around it (a bulk import, raw
+    SQL), and ``manage.py recount_jobs`` runs it for every team. Run it while none of the
+    team's jobs change: a change made during the count may be missed until the next rebuild.
+    """
+    archived = ExpressionWrapper(Q(archived_at__isnull=False), output_field=BooleanField())
+    rows = (
+        Job.objects.filter(team=team)
+        .annotate(is_archived=archived)
+        .order_by()
+        .values_list("status", "is_archived")
+        .annotate(n=Count("pk"))
+    )
+    with transaction.atomic():
+        JobTally.objects.filter(team=team).delete()
+        JobTally.objects.bulk_create(
+            JobTally(team=team, status=status, archived=bool(is_archived), count=n)
+            for status, is_archived, n in rows
+        )
 
 
 # --- Callbacks -------------------------------------------------------------------------------

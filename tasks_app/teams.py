@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
+
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.utils.translation import gettext as _
@@ -10,8 +13,33 @@ from tasks_app.models import Job, Membership, Profile, Team, TeamRole
 
 
 def profile_get(*, user: AbstractBaseUser) -> Profile:
-    profile, _created = Profile.objects.select_related("current_team").get_or_create(user=user)
-    return profile
+    """The person's profile, made on first use and read once per user object.
+
+    Like Django's permission cache (``user._perm_cache``), what a page reads about its
+    reader several times is kept on the request's user object, which lives one request.
+    """
+    try:
+        return user._studio_profile
+    except AttributeError:
+        profile, _created = Profile.objects.get_or_create(user=user)
+        user._studio_profile = profile
+        return profile
+
+
+def _forget(user: AbstractBaseUser, name: str) -> None:
+    """Drop what ``profile_get`` or ``memberships_of`` kept, after changing it."""
+    with contextlib.suppress(AttributeError):
+        delattr(user, name)
+
+
+def memberships_of(*, user: AbstractBaseUser) -> list[Membership]:
+    """The person's memberships with their teams, by team name, read once per user object."""
+    try:
+        return user._studio_memberships
+    except AttributeError:
+        memberships = Membership.objects.filter(user=user).select_related("team")
+        user._studio_memberships = list(memberships.order_by("team__name", "team_id"))
+        return user._studio_memberships
 
 
 def team_for_person(*, user: AbstractBaseUser) -> Team:
@@ -21,18 +49,19 @@ def team_for_person(*, user: AbstractBaseUser) -> Team:
     team at all (the first superuser, say) gets a personal team, so a fresh install works.
     """
     profile = profile_get(user=user)
-    team = profile.current_team
-    if team is not None and Membership.objects.filter(team=team, user=user).exists():
-        return team
-    membership = Membership.objects.filter(user=user).select_related("team").first()
+    memberships = memberships_of(user=user)
+    for membership in memberships:
+        if membership.team_id == profile.current_team_id:
+            return membership.team
     with transaction.atomic():
-        if membership is None:
+        if memberships:
+            team = memberships[0].team
+        else:
             team = Team.objects.create(
                 name=_("{name}'s team").format(name=user.get_username()), is_personal=True
             )
             Membership.objects.create(team=team, user=user, role=TeamRole.ADMIN)
-        else:
-            team = membership.team
+            _forget(user, "_studio_memberships")
         profile.current_team = team
         profile.save(update_fields=["current_team"])
     return team
@@ -45,21 +74,30 @@ def team_switch(*, user: AbstractBaseUser, team_id: int) -> Team | None:
     if membership is None:
         return None
     Profile.objects.update_or_create(user=user, defaults={"current_team": membership.team})
+    _forget(user, "_studio_profile")
     return membership.team
 
 
 def team_role(*, user: AbstractBaseUser, team: Team) -> str | None:
-    return Membership.objects.filter(user=user, team=team).values_list("role", flat=True).first()
+    roles = (m.role for m in memberships_of(user=user) if m.team_id == team.pk)
+    return next(roles, None)
 
 
 def job_can_manage(*, user: AbstractBaseUser, job: Job) -> bool:
     """Cancelling and archiving: the person who submitted the job, or a team admin."""
-    if job.submitted_by_id == user.pk:
-        return True
-    return team_role(user=user, team=job.team) == TeamRole.ADMIN
+    return manage_rule(user=user)(job.submitted_by_id, job.team_id)
+
+
+def manage_rule(*, user: AbstractBaseUser) -> Callable[[int | None, int], bool]:
+    """``job_can_manage`` as a check of (submitter id, team id), for a page of jobs: the
+    person's memberships are read at most once, and not at all for their own jobs."""
+
+    def may_manage(submitted_by_id: int | None, team_id: int) -> bool:
+        return submitted_by_id == user.pk or team_id in team_ids_managed(user=user)
+
+    return may_manage
 
 
 def team_ids_managed(*, user: AbstractBaseUser) -> set[int]:
     """Teams whose every job the person may cancel and archive (they are its admin)."""
-    admin = Membership.objects.filter(user=user, role=TeamRole.ADMIN)
-    return set(admin.values_list("team_id", flat=True))
+    return {m.team_id for m in memberships_of(user=user) if m.role == TeamRole.ADMIN}

@@ -8,7 +8,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.http import (
     Http404,
     HttpRequest,
@@ -17,7 +16,6 @@ from django.http import (
     HttpResponseForbidden,
 )
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
@@ -34,13 +32,21 @@ from tasks_app.forms import (
     JobForm,
     VideoSourceChoice,
 )
+from tasks_app.history_rows import (
+    history_live_ids,
+    history_rows_render,
+    history_values,
+)
 from tasks_app.kling.voices import VOICES
 from tasks_app.models import Job
 from tasks_app.notices import notices_peek
+from tasks_app.paging import CountedPaginator
 from tasks_app.results import ranged_file_response
 from tasks_app.uploads import AudioSizeLimitHandler
 
 JOBS_PER_PAGE = 50
+# The filter form is kept under the language, the query and the team's members (job_list.html).
+FILTERS_CACHE_SECONDS = 24 * 3600
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -57,16 +63,20 @@ def job_list(request: HtmxHttpRequest) -> HttpResponse:
     team = teams.team_for_person(user=request.user)
     team_jobs = Job.objects.filter(team=team)
     filters = JobFilterForm(request.GET, team=team)
-    jobs = filters.filtered(team_jobs).select_related("submitted_by")
-    page = Paginator(jobs, JOBS_PER_PAGE).get_page(request.GET.get("page"))
+    jobs = history_values(filters.filtered(team_jobs))
+    status_counts = filters.status_counts(team_jobs)
+    # The counts per status already cover every other filter: their sum is the total.
+    paginator = CountedPaginator(jobs, JOBS_PER_PAGE, count=filters.total(status_counts))
+    page = paginator.get_page(request.GET.get("page"))
     context = {
         "team": team,
         "filters": filters,
         "page": page,
-        "status_counts": filters.status_counts(team_jobs),
-        "live_ids": [job.pk for job in page.object_list if job.is_active],
+        "rows": history_rows_render(user=request.user, rows=page.object_list),
+        "filters_cache_seconds": FILTERS_CACHE_SECONDS,
+        "status_counts": status_counts,
+        "live_ids": history_live_ids(page.object_list),
         "is_filtered": any(value for key, value in request.GET.items() if key != "page"),
-        "managed_team_ids": teams.team_ids_managed(user=request.user),
         "list_path": request.get_full_path(),
     }
     if request.htmx and request.htmx.target == "job-results":
@@ -78,15 +88,13 @@ def job_list(request: HtmxHttpRequest) -> HttpResponse:
 def job_list_live(request: HtmxHttpRequest) -> HttpResponse:
     """The page's active rows, refreshed in one request (each row swaps itself out of band)."""
     ids = [int(value) for value in request.GET.getlist("id") if _is_id(value)][:JOBS_PER_PAGE]
-    jobs = list(Job.objects.visible_to(request.user).with_people().filter(pk__in=ids))
-    live_ids = [job.pk for job in jobs if job.is_active]
+    rows = list(history_values(Job.objects.visible_to(request.user).filter(pk__in=ids)))
+    live_ids = history_live_ids(rows)
     context = {
-        "jobs": jobs,
+        # Their buttons post the page's own #row-actions form, which returns to the page.
+        "rows": history_rows_render(user=request.user, rows=rows, oob=True),
         "live_ids": live_ids,
         "notices": notices_peek(user=request.user),
-        "managed_team_ids": teams.team_ids_managed(user=request.user),
-        # Row actions return to the page the rows are on, not to this endpoint.
-        "list_path": request.htmx.current_url_abs_path or reverse("tasks:list"),
     }
     response = render(request, "tasks/job_list.html#live", context)
     if len(live_ids) < len(ids):

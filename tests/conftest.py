@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.cache import caches
 from django.test import Client
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
@@ -20,6 +21,7 @@ from factories import (
     keeping_the_test_connection,
     make_job,
     make_worker,
+    tally_drift,
 )
 
 from tasks_app.kling.simulator import KlingSimulator, ManualClock, SimulatorConfig
@@ -212,6 +214,32 @@ def submit_job(db) -> Callable[..., Job]:
 def _media_in_tmp(settings, tmp_path):
     """Uploads and result copies go to a throwaway folder, never the repo's media/."""
     settings.MEDIA_ROOT = tmp_path / "media"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches() -> Iterator[None]:
+    """Each test starts with empty caches (rendered history rows, the typical job time)."""
+    yield
+    for cache in caches.all(initialized_only=True):
+        cache.clear()
+
+
+_DATABASE_FIXTURES = {"db", "transactional_db", "live_server", "django_db_reset_sequences"}
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    """After every test that used the database, the team tallies still match the jobs.
+
+    ``Job.save`` keeps them; a code path that changed a job around it would make a history
+    page count wrong, so any test that walks such a path fails here."""
+    result = yield
+    if item.get_closest_marker("django_db") or _DATABASE_FIXTURES & set(item.fixturenames):
+        drift = tally_drift()
+        assert not drift, (
+            f"team tallies no longer match the jobs (team, status, archived, n): {drift}"
+        )
+    return result
 
 
 @pytest.fixture(autouse=True)

@@ -106,3 +106,36 @@ def keeping_the_test_connection() -> Iterator[None]:
 def assert_no_failed_tasks() -> None:
     failed = DBTaskResult.objects.filter(status="FAILED")
     assert not failed.exists(), [(r.task_path, r.traceback) for r in failed]
+
+
+def tally_drift() -> list[tuple]:
+    """(team, status, archived, jobs minus tally) wherever the team's tallies disagree with
+    its jobs, read in one statement so the worker's commits cannot fall between two reads."""
+    from django.db import connection
+
+    from tasks_app.models import JobTally
+
+    job, tally = Job._meta.db_table, JobTally._meta.db_table
+    # Table names come from the models' meta; there are no parameters.
+    sql = (
+        "SELECT team_id, status, archived, SUM(n) FROM ("  # noqa: S608
+        f"  SELECT team_id, status, archived_at IS NOT NULL AS archived, COUNT(*) AS n FROM {job}"
+        "   GROUP BY team_id, status, archived_at IS NOT NULL"
+        f"  UNION ALL SELECT team_id, status, archived, -count FROM {tally}"
+        ") AS counted GROUP BY team_id, status, archived HAVING SUM(n) <> 0"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        return [tuple(row) for row in cursor.fetchall()]
+
+
+def put_job(job: Job | int, **fields) -> Job:
+    """Give a job some state directly (a test's starting point) and return it fresh.
+
+    Saved through ``Job.save``, as the services save, so the team's tallies follow; a queryset
+    ``update`` would leave them behind."""
+    job = Job.objects.get(pk=getattr(job, "pk", job))
+    for name, value in fields.items():
+        setattr(job, name, value)
+    job.save(update_fields=list(fields))
+    return job

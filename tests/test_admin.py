@@ -21,7 +21,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
-from factories import make_job
+from factories import make_job, put_job
 
 from tasks_app import review
 from tasks_app.models import Job, JobStatus, Membership, ReviewState, TeamRole
@@ -160,9 +160,7 @@ class TestJobFilters:
             audio_url="https://audio.example.com/song.mp3",
         )
         chinese = make_job(user, text="你好", voice_id="ai_shatang", voice_language="zh")
-        Job.objects.filter(pk=chinese.pk).update(
-            status=JobStatus.FAILED, created_at=datetime(2024, 3, 10, tzinfo=UTC)
-        )
+        put_job(chinese, status=JobStatus.FAILED, created_at=datetime(2024, 3, 10, tzinfo=UTC))
         review.job_review(job=audio, reviewer=other_user, state=ReviewState.FLAGGED)
         return {"text": text, "audio": audio, "chinese": chinese}
 
@@ -200,7 +198,7 @@ class TestStuckFilter:
         assert kling.created_count == 3
         long_ago = timezone.now() - timedelta(minutes=settings.KLING_SLOW_AFTER_MINUTES + 5)
         Job.objects.filter(pk__in=[stuck.pk, finished.pk]).update(sent_at=long_ago)
-        Job.objects.filter(pk=finished.pk).update(status=JobStatus.SUCCEEDED)
+        put_job(finished, status=JobStatus.SUCCEEDED)
 
         response = admin_client.get(JOBS_URL, {"stuck": "kling"})
 
@@ -448,8 +446,8 @@ class TestCsvExport:
         chosen = make_job(user, text="=HYPERLINK(evil)")
         make_job(other_user, text="Not selected")
         finished_at = chosen.created_at + timedelta(seconds=42)
-        Job.objects.filter(pk=chosen.pk).update(
-            status=JobStatus.SUCCEEDED, credits=Decimal("5.00"), finished_at=finished_at
+        put_job(
+            chosen, status=JobStatus.SUCCEEDED, credits=Decimal("5.00"), finished_at=finished_at
         )
 
         response = run_action(admin_client, "export_csv", [chosen])
@@ -480,13 +478,9 @@ class TestTeamAdmin:
     def test_its_page_shows_jobs_successes_and_credits_per_month(self, admin_client, team, user):
         jobs = [make_job(user) for _index in range(3)]
         january, february = datetime(2025, 1, 5, tzinfo=UTC), datetime(2025, 2, 7, tzinfo=UTC)
-        Job.objects.filter(pk=jobs[0].pk).update(
-            created_at=january, status=JobStatus.SUCCEEDED, credits=Decimal("5")
-        )
-        Job.objects.filter(pk=jobs[1].pk).update(
-            created_at=february, status=JobStatus.SUCCEEDED, credits=Decimal("2.5")
-        )
-        Job.objects.filter(pk=jobs[2].pk).update(created_at=february, status=JobStatus.FAILED)
+        put_job(jobs[0], created_at=january, status=JobStatus.SUCCEEDED, credits=Decimal("5"))
+        put_job(jobs[1], created_at=february, status=JobStatus.SUCCEEDED, credits=Decimal("2.5"))
+        put_job(jobs[2], created_at=february, status=JobStatus.FAILED)
 
         page = admin_client.get(reverse("admin:tasks_app_team_change", args=[team.pk]))
         html = page.content.decode().replace("\n", "")

@@ -24,7 +24,7 @@ from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
 from django.urls import resolve, reverse
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
-from factories import TEXT_FORM
+from factories import TEXT_FORM, put_job
 
 from tasks_app import services, webhooks
 from tasks_app.kling.simulator import KlingSimulator, SimulatorConfig
@@ -79,14 +79,15 @@ def kling_calls(shared_kling, settings) -> Callable[[], int]:
 def jobs(user, other_user, submit_job):
     """One finished job of Alice's team and one of Bob's (finished: nothing left to send)."""
     own, other = submit_job(user), submit_job(other_user, text="Bob's secret line")
-    Job.objects.filter(pk__in=[own.pk, other.pk]).update(
-        status=JobStatus.FAILED,
-        status_detail="Kling could not make this video.",
-        finished_at=timezone.now(),
-        next_check_at=None,
-    )
+    state = {
+        "status": JobStatus.FAILED,
+        "status_detail": "Kling could not make this video.",
+        "finished_at": timezone.now(),
+        "next_check_at": None,
+    }
+    own, other = put_job(own, **state), put_job(other, **state)
     DBTaskResult.objects.all().delete()
-    return {"own": Job.objects.get(pk=own.pk), "other": Job.objects.get(pk=other.pk)}
+    return {"own": own, "other": other}
 
 
 def snapshot() -> list[tuple]:
@@ -560,8 +561,7 @@ class TestCallbacksWithBadSignatures:
     ):
         settings.KLING_WEBHOOK_SECRET = WEBHOOK_SECRET
         body, headers, status = CALLBACK_CASES[name]
-        sent = Job.objects.filter(pk=jobs["own"].pk)
-        sent.update(status=JobStatus.SENT, kling_task_id="1", finished_at=None)
+        put_job(jobs["own"], status=JobStatus.SENT, kling_task_id="1", finished_at=None)
         queries = shared_kling.query_count
         url = reverse(
             "kling_callback",

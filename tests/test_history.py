@@ -412,17 +412,25 @@ class TestRowActions:
         job.refresh_from_db()
         assert job.archived_at is not None
 
-    def test_live_rows_send_their_actions_back_to_the_page_not_the_endpoint(
+    def test_row_buttons_post_the_pages_own_form_which_returns_to_the_page(
         self, alice, user, new_job, run_job, start_kling, sim_clock
     ):
         start_kling(now=sim_clock, submitted_seconds=1, processing_seconds=2)
         job = run_job(new_job(user))
-        html = alice.get(
-            f"/tasks/live/?id={job.pk}",
-            HTTP_HX_REQUEST="true",
-            HTTP_HX_CURRENT_URL="http://testserver/tasks/?q=Hello",
-        ).content.decode()
-        assert 'name="next" value="/tasks/?q=Hello"' in html
+
+        page = alice.get("/tasks/?q=Hello").content.decode()
+        live = alice.get(f"/tasks/live/?id={job.pk}", HTTP_HX_REQUEST="true").content.decode()
+
+        form = re.search(r'<form id="row-actions" method="post" hidden>.*?</form>', page, re.S)[0]
+        assert 'name="csrfmiddlewaretoken"' in form
+        assert 'name="next" value="/tasks/?q=Hello"' in form
+        # Rows refreshed in the background post that same form, so they return to the page
+        # too; they carry no token or address of their own (which is what lets them be kept).
+        for html in (page, live):
+            button = re.search(rf'<button[^>]*formaction="/tasks/{job.pk}/archive/"[^>]*>', html)
+            assert 'form="row-actions"' in button[0]
+        assert "csrfmiddlewaretoken" not in live
+        assert 'name="next"' not in live
 
     def test_a_plain_teammate_gets_no_archive_or_cancel_on_someone_elses_row(
         self, client, user, teammate, new_job

@@ -279,7 +279,6 @@ class TestTheHistoryPage:
         response = alice.get("/tasks/")
 
         assert response.status_code == 200
-        assert list(response.context["page"].object_list) == [third, second, first]
         html = response.content.decode()
         rows = [int(pk) for pk in re.findall(r'id="job-row-(\d+)"', html)]
         assert rows == [third.pk, second.pk, first.pk]

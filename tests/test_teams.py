@@ -10,6 +10,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
+from factories import put_job
 
 from tasks_app import services
 from tasks_app.models import Job, JobStatus, Membership, Profile, Team, TeamRole
@@ -22,14 +23,13 @@ RESULT_URL = "https://cdn.kling.example/result.mp4"
 
 def finished(job: Job) -> Job:
     """Mark ``job`` as Kling having finished it, with a result link (state for a URL check)."""
-    Job.objects.filter(pk=job.pk).update(
+    return put_job(
+        job,
         status=JobStatus.SUCCEEDED,
         finished_at=timezone.now(),
         result_video_url=RESULT_URL,
         next_check_at=None,
     )
-    job.refresh_from_db()
-    return job
 
 
 # (name, method, url, extra request headers, needs a finished job, alice's status)
@@ -324,7 +324,7 @@ class TestRoles:
 
     def test_archiving_can_be_undone(self, user, new_job):
         job = finished(new_job(user))
-        Job.objects.filter(pk=job.pk).update(archived_at=timezone.now() - timedelta(days=1))
+        put_job(job, archived_at=timezone.now() - timedelta(days=1))
 
         self.login(user).post(f"/tasks/{job.pk}/archive/", {"archive": "0"})
 

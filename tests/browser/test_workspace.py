@@ -190,3 +190,31 @@ class TestAFinishedJob:
             assert response.status in (200, 206), (response.status, response.headers)
         assert simulator_requests == [], simulator_requests
         screenshot("workspace-played-from-the-studio")
+
+
+class TestTheRowButtons:
+    def test_archive_and_try_again_work_from_the_list_and_keep_its_search(self, page: Page, studio):
+        archived = finished_job("Harbour scene, first take")
+        kept = finished_job("Harbour scene, second take")
+        failed = make_stored_job(
+            alice(), JobStatus.FAILED, text="Harbour scene, lost take", team=the_team()
+        )
+        finished_job("The mountain is quiet")
+
+        studio.log_in(page, then="/tasks/?q=harbour")
+        rows = page.locator(ROWS)
+        expect(rows).to_have_count(3)
+
+        # The buttons sit in the rows but post the page's one #row-actions form (its CSRF
+        # token and the way back): the HTML form= attribute, which this checks a browser keeps.
+        page.get_by_role("button", name=f"Archive #{archived.pk}").click()
+        expect(rows).to_have_count(2)
+        expect(page).to_have_url(re.compile(r"/tasks/\?q=harbour$"))
+        expect(page.locator("#job-results")).not_to_contain_text("first take")
+        assert Job.objects.get(pk=archived.pk).archived_at is not None
+        assert Job.objects.get(pk=kept.pk).archived_at is None
+
+        page.get_by_role("button", name=f"Try again #{failed.pk}").click()
+        again = Job.objects.get(retry_of=failed)
+        expect(page).to_have_url(re.compile(rf"/tasks/{again.pk}/$"))
+        expect(page.locator("main")).to_contain_text("Harbour scene, lost take")
