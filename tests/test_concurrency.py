@@ -7,8 +7,10 @@ import threading
 import pytest
 from django.db import connection, connections
 from django.utils import timezone
-from factories import make_job, make_worker
+from factories import make_job, make_worker, tally_drift
+from test_history import add_job
 
+from tasks_app import services
 from tasks_app.models import Job, JobStatus
 from tasks_app.tasks import advance_job
 
@@ -89,3 +91,45 @@ class TestSeveralWorkers:
         sent = Job.objects.filter(pk__in=[j.pk for j in jobs], kling_task_id__isnull=False)
         assert sent.count() == 24
         assert len(set(sent.values_list("kling_task_id", flat=True))) == 24
+
+
+@pytest.mark.django_db(transaction=True)
+class TestTallyLocks:
+    def test_archiving_and_unarchiving_in_one_team_at_once_never_deadlock(self, user):
+        if connection.vendor != "postgresql":
+            pytest.skip("row locks between transactions need PostgreSQL (TEST_DATABASE_URL)")
+        # An archive moves a job from (ready, shown) to (ready, archived), an unarchive the
+        # other way: were the two tally rows locked in the order of the move, two at once
+        # could each hold one and wait for the other.
+        rounds = 40
+        shown = [add_job(user, status=JobStatus.SUCCEEDED) for _ in range(rounds)]
+        hidden = [
+            add_job(user, status=JobStatus.SUCCEEDED, archived_at=timezone.now())
+            for _ in range(rounds)
+        ]
+        errors: list[BaseException] = []
+
+        def flip(jobs: list[Job], archived: bool, barrier: threading.Barrier) -> None:
+            try:
+                for job in jobs:
+                    barrier.wait()
+                    services.job_archive(job=job, archived=archived)
+            except BaseException as err:  # reported below
+                errors.append(err)
+                barrier.abort()
+            finally:
+                connections.close_all()
+
+        barrier = threading.Barrier(2)
+        threads = [
+            threading.Thread(target=flip, args=(shown, True, barrier)),
+            threading.Thread(target=flip, args=(hidden, False, barrier)),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+
+        assert errors == []
+        assert Job.objects.filter(archived_at__isnull=False).count() == rounds
+        assert tally_drift() == []
