@@ -81,6 +81,51 @@ class Membership(models.Model):
         return f"{self.user} in {self.team} ({self.get_role_display()})"
 
 
+class ProfileManager(models.Manager["Profile"]):
+    def with_memberships(self, *, user) -> tuple[Profile | None, list[Membership]]:
+        """The person's profile and memberships (each with its team), by team name, in one
+        plain query; (None, []) when they have no profile yet.
+
+        Every page a person loads starts by asking which team they work in and what they
+        may do there. The ORM's two queries for this cost about a millisecond, mostly in
+        compiling them; this one costs a tenth of that. Memberships and teams come with
+        the columns the pages read (``joined_at`` and the team's ``created_at`` load on
+        first use).
+        """
+        profile_, membership, team = (
+            Profile._meta.db_table,
+            Membership._meta.db_table,
+            Team._meta.db_table,
+        )
+        query = (
+            "SELECT p.*, m.id AS m_id, m.team_id AS m_team_id, m.role AS m_role, "  # noqa: S608
+            "t.name AS t_name, t.is_personal AS t_is_personal "
+            f"FROM {profile_} p LEFT JOIN {membership} m ON m.user_id = p.user_id "
+            f"LEFT JOIN {team} t ON t.id = m.team_id "
+            "WHERE p.user_id = %s ORDER BY t.name, t.id"
+        )
+        profile, memberships = None, []
+        # One row a membership, each carrying the same profile (converted by raw()); the
+        # membership's and team's columns need no conversion but the flag (0/1 on SQLite).
+        for row in self.raw(query, [user.pk]):
+            profile = profile or row
+            if row.m_id is None:
+                continue
+            team_ = Team.from_db(
+                self.db,
+                ["id", "name", "is_personal"],
+                [row.m_team_id, row.t_name, bool(row.t_is_personal)],
+            )
+            member = Membership.from_db(
+                self.db,
+                ["id", "team_id", "user_id", "role"],
+                [row.m_id, row.m_team_id, user.pk, row.m_role],
+            )
+            member.team = team_
+            memberships.append(member)
+        return profile, memberships
+
+
 class Profile(models.Model):
     """Per-person studio preferences and what they have already been told."""
 
@@ -91,6 +136,8 @@ class Profile(models.Model):
     email_when_done = models.BooleanField(_("e-mail me when a job finishes"), default=False)
     # Jobs that finished after this are "new" to the person: a notice and a count in the tab.
     last_seen_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ProfileManager()
 
     def __str__(self) -> str:
         return f"Profile of {self.user}"
@@ -131,11 +178,20 @@ class JobTallyManager(models.Manager["JobTally"]):
         row.update(count=F("count") + delta)
 
     def counts(self, *, team: Team, with_archived: bool) -> dict[str, int]:
-        """Jobs per status in the team (archived ones too when ``with_archived``)."""
-        rows = self.filter(team=team) if with_archived else self.filter(team=team, archived=False)
+        """Jobs per status in the team (archived ones too when ``with_archived``).
+
+        Every history page reads these: a plain query, a fifth of what the ORM's costs.
+        """
+        shown = "" if with_archived else " AND NOT archived"
+        query = (
+            f"SELECT status, count FROM {JobTally._meta.db_table} "  # noqa: S608
+            f"WHERE team_id = %s{shown}"
+        )
         counts: dict[str, int] = {}
-        for status, count in rows.values_list("status", "count"):
-            counts[status] = counts.get(status, 0) + count
+        with connections[self.db].cursor() as cursor:
+            cursor.execute(query, [team.pk])
+            for status, count in cursor.fetchall():
+                counts[status] = counts.get(status, 0) + count
         return counts
 
 

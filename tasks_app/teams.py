@@ -21,15 +21,8 @@ def profile_get(*, user: AbstractBaseUser) -> Profile:
     try:
         return user._studio_profile
     except AttributeError:
-        profile, _created = Profile.objects.get_or_create(user=user)
-        user._studio_profile = profile
-        return profile
-
-
-def _forget(user: AbstractBaseUser, name: str) -> None:
-    """Drop what ``profile_get`` or ``memberships_of`` kept, after changing it."""
-    with contextlib.suppress(AttributeError):
-        delattr(user, name)
+        _read(user)
+        return user._studio_profile
 
 
 def memberships_of(*, user: AbstractBaseUser) -> list[Membership]:
@@ -37,9 +30,23 @@ def memberships_of(*, user: AbstractBaseUser) -> list[Membership]:
     try:
         return user._studio_memberships
     except AttributeError:
-        memberships = Membership.objects.filter(user=user).select_related("team")
-        user._studio_memberships = list(memberships.order_by("team__name", "team_id"))
+        _read(user)
         return user._studio_memberships
+
+
+def _read(user: AbstractBaseUser) -> None:
+    """Read the person's profile and memberships together, as nearly every page needs both."""
+    profile, memberships = Profile.objects.with_memberships(user=user)
+    if profile is None:  # their first page: make the profile, then read again
+        Profile.objects.get_or_create(user=user)
+        profile, memberships = Profile.objects.with_memberships(user=user)
+    user._studio_profile, user._studio_memberships = profile, memberships
+
+
+def _forget(user: AbstractBaseUser, name: str) -> None:
+    """Drop what ``profile_get`` or ``memberships_of`` kept, after changing it."""
+    with contextlib.suppress(AttributeError):
+        delattr(user, name)
 
 
 def team_for_person(*, user: AbstractBaseUser) -> Team:

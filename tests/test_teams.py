@@ -8,11 +8,14 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from factories import put_job
 
-from tasks_app import services
+from tasks_app import services, teams
+from tasks_app.filters import team_members
 from tasks_app.models import Job, JobStatus, Membership, Profile, Team, TeamRole
 
 pytestmark = pytest.mark.django_db
@@ -436,3 +439,60 @@ class TestTheDemoSetupCommand:
         assert response.status_code == 200
         assert response.context["team"].name == "Demo team"
         assert not Team.objects.filter(is_personal=True).exists()
+
+
+class TestReadingThePersonsTeams:
+    """``Profile.objects.with_memberships`` and what is built on it: every page's first read."""
+
+    def test_it_reads_the_profile_and_the_teams_by_name_in_one_query(
+        self, user, team, django_assert_num_queries
+    ):
+        alpha = Team.objects.create(name="Alpha studio")
+        Membership.objects.create(team=alpha, user=user, role=TeamRole.ADMIN)
+        seen = timezone.now() - timedelta(hours=1)
+        Profile.objects.create(user=user, current_team=team, last_seen_at=seen)
+
+        with django_assert_num_queries(1):
+            profile, memberships = Profile.objects.with_memberships(user=user)
+            names = [(m.team.name, m.team.is_personal, m.role) for m in memberships]
+
+        assert profile.user_id == user.pk and profile.current_team_id == team.pk
+        assert profile.last_seen_at == seen  # a real, aware datetime, not the stored text
+        assert names == [("Alpha studio", False, TeamRole.ADMIN), ("Studio A", False, "member")]
+        assert memberships[0].joined_at is not None  # not read, but loads on first use
+
+    def test_a_person_with_a_profile_and_no_team_gets_no_memberships(self, db):
+        loner = get_user_model().objects.create_user("lone")
+        Profile.objects.create(user=loner)
+
+        profile, memberships = Profile.objects.with_memberships(user=loner)
+
+        assert profile.user_id == loner.pk and memberships == []
+
+    def test_a_member_without_a_profile_yet_works_in_their_team_not_a_new_one(self, user, team):
+        assert not Profile.objects.filter(user=user).exists()
+
+        assert Profile.objects.with_memberships(user=user) == (None, [])
+        chosen = teams.team_for_person(user=user)
+
+        assert chosen == team
+        assert not Team.objects.filter(is_personal=True).exists()
+        assert Profile.objects.get(user=user).current_team == team
+
+    def test_a_page_reads_the_persons_teams_once(self, alice, user):
+        alice.get("/tasks/")  # the first page makes the profile
+
+        with CaptureQueriesContext(connection) as context:
+            alice.get("/tasks/")
+
+        reads = [q for q in context.captured_queries if "tasks_app_membership" in q["sql"]]
+        # One for the person's own teams, one for the "Submitted by" choices of the team.
+        assert len(reads) == 2
+
+
+class TestTheSubmitterChoices:
+    def test_they_are_the_teams_members_by_name(self, user, teammate, other_user, team):
+        make_member("aaron", team)
+
+        assert [name for _pk, name in team_members(team)] == ["aaron", "alice", "carol"]
+        assert (user.pk, "alice") in team_members(team)
