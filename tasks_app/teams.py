@@ -85,11 +85,6 @@ def team_switch(*, user: AbstractBaseUser, team_id: int) -> Team | None:
     return membership.team
 
 
-def team_role(*, user: AbstractBaseUser, team: Team) -> str | None:
-    roles = (m.role for m in memberships_of(user=user) if m.team_id == team.pk)
-    return next(roles, None)
-
-
 def job_can_manage(*, user: AbstractBaseUser, job: Job) -> bool:
     """Cancelling and archiving: the person who submitted the job, or a team admin."""
     return manage_rule(user=user)(job.submitted_by_id, job.team_id)
@@ -99,8 +94,15 @@ def manage_rule(*, user: AbstractBaseUser) -> Callable[[int | None, int], bool]:
     """``job_can_manage`` as a check of (submitter id, team id), for a page of jobs: the
     person's memberships are read at most once, and not at all for their own jobs."""
 
+    managed: set[int] | None = None
+
     def may_manage(submitted_by_id: int | None, team_id: int) -> bool:
-        return submitted_by_id == user.pk or team_id in team_ids_managed(user=user)
+        nonlocal managed
+        if submitted_by_id == user.pk:
+            return True
+        if managed is None:  # the first job someone else submitted
+            managed = team_ids_managed(user=user)
+        return team_id in managed
 
     return may_manage
 
