@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core.cache import caches
 from django.test import Client
 from django.utils import timezone
@@ -20,12 +19,13 @@ from factories import (
     assert_no_failed_tasks,
     keeping_the_test_connection,
     make_job,
+    make_member,
     make_worker,
     tally_drift,
 )
 
 from tasks_app.kling.simulator import KlingSimulator, ManualClock, SimulatorConfig
-from tasks_app.models import Job, Membership, Team, TeamRole
+from tasks_app.models import Job, Team
 
 
 def _use_a_file_for_the_sqlite_test_database() -> None:
@@ -80,12 +80,6 @@ def start_kling(settings) -> Iterator[Callable[..., KlingSimulator]]:
 def kling(start_kling, sim_clock) -> KlingSimulator:
     """A simulator whose clock the test moves (no sleeping)."""
     return start_kling(now=sim_clock, submitted_seconds=3, processing_seconds=10)
-
-
-def make_member(username: str, team: Team, role: str = TeamRole.MEMBER):
-    person = get_user_model().objects.create_user(username, password="correct horse battery")
-    Membership.objects.create(team=team, user=person, role=role)
-    return person
 
 
 @pytest.fixture

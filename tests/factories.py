@@ -9,11 +9,12 @@ from datetime import timedelta
 from decimal import Decimal
 
 import django_tasks_db.management.commands.db_worker as db_worker
+from django.contrib.auth import get_user_model
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from tasks_app import services
-from tasks_app.models import Job, JobEvent, JobStatus, Team
+from tasks_app.models import Job, JobEvent, JobStatus, Membership, Team, TeamRole
 
 TEXT_INPUTS = {
     "mode": "text2video",
@@ -35,6 +36,13 @@ TEXT_FORM = {
     "voice_language": "en",
     "voice_speed": "1.0",
 }
+
+
+def make_member(username: str, team: Team, role: str = TeamRole.MEMBER):
+    """A person with the tests' password, in ``team`` with ``role``."""
+    person = get_user_model().objects.create_user(username, password="correct horse battery")
+    Membership.objects.create(team=team, user=person, role=role)
+    return person
 
 
 def make_job(person, *, team: Team | None = None, **overrides) -> Job:

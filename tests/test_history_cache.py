@@ -11,17 +11,16 @@ from datetime import timedelta
 
 import pytest
 from django.apps import apps
-from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
-from factories import make_job, put_job, tally_drift
+from factories import make_job, make_member, put_job, tally_drift
 from test_history import add_job, rows
 
 from tasks_app import services
 from tasks_app.history_rows import history_rows_render, history_values
-from tasks_app.models import Job, JobStatus, JobTally, Membership, Profile, Team, TeamRole
+from tasks_app.models import Job, JobStatus, JobTally, Profile, Team, TeamRole
 
 pytestmark = pytest.mark.django_db
 
@@ -30,12 +29,6 @@ def tallies(team: Team) -> dict[tuple[str, bool], int]:
     """The team's non-empty tallies, as {(status, archived): count}."""
     found = JobTally.objects.filter(team=team).exclude(count=0)
     return {(t.status, t.archived): t.count for t in found}
-
-
-def add_member(username: str, team: Team, role: str = TeamRole.MEMBER):
-    person = get_user_model().objects.create_user(username)
-    Membership.objects.create(team=team, user=person, role=role)
-    return person
 
 
 def job_queries(context: CaptureQueriesContext) -> list[str]:
@@ -301,7 +294,7 @@ class TestKeptRows:
 
     def test_a_team_admin_gets_the_actions_on_a_teammates_row(self, client, user, team):
         job = add_job(user, status=JobStatus.SUCCEEDED)
-        admin = add_member("dana", team, role=TeamRole.ADMIN)
+        admin = make_member("dana", team, role=TeamRole.ADMIN)
 
         client.force_login(admin)
 
@@ -333,7 +326,7 @@ class TestTheKeptFilterForm:
     def test_a_new_member_appears_among_the_submitters(self, alice, user, team):
         assert ">erin</option>" not in alice.get("/tasks/").content.decode()
 
-        add_member("erin", team)
+        make_member("erin", team)
 
         assert ">erin</option>" in alice.get("/tasks/").content.decode()
 

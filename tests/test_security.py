@@ -36,7 +36,7 @@ from tasks_app.models import Job, JobEvent, JobStatus, LoginFailure
 
 pytestmark = pytest.mark.django_db
 
-PASSWORD = "correct horse battery"  # the conftest's make_member
+PASSWORD = "correct horse battery"  # factories.make_member
 
 
 @pytest.fixture(autouse=True)

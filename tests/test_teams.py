@@ -12,7 +12,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
-from factories import put_job
+from factories import make_member, put_job
 
 from tasks_app import services, teams
 from tasks_app.filters import team_members
@@ -45,12 +45,6 @@ JOB_URLS = [
     ("video", "get", "/tasks/{pk}/video/", {}, True, 302),
     ("video download", "get", "/tasks/{pk}/video/?download=1", {}, True, 302),
 ]
-
-
-def make_member(username: str, team: Team, role: str = TeamRole.MEMBER):
-    person = get_user_model().objects.create_user(username, password="correct horse battery")
-    Membership.objects.create(team=team, user=person, role=role)
-    return person
 
 
 class TestEveryJobUrlChecksTeamMembership:
