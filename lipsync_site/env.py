@@ -7,6 +7,7 @@ silently read as a default (after healthchecks' ``envbool``/``envint``).
 from __future__ import annotations
 
 import os
+from typing import overload
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -14,6 +15,10 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
+@overload
+def envstr(name: str, default: str) -> str: ...
+@overload
+def envstr(name: str, default: None = None) -> str | None: ...
 def envstr(name: str, default: str | None = None) -> str | None:
     """The variable's value, or ``default`` when it is unset or empty."""
     value = os.environ.get(name, "").strip()
@@ -53,6 +58,10 @@ def envlist(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+@overload
+def envurl(name: str, default: str) -> str: ...
+@overload
+def envurl(name: str, default: None = None) -> str | None: ...
 def envurl(name: str, default: str | None = None) -> str | None:
     """An http(s) URL without a trailing slash."""
     value = envstr(name, default)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -35,6 +37,7 @@ INSTALLED_APPS = [
     "template_partials",
     "django_tasks",
     "django_tasks_db",
+    "axes",
     "tasks_app",
 ]
 
@@ -48,9 +51,19 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "tasks_app.middleware.ProfileMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "tasks_app.middleware.OutOfRangeInputMiddleware",
+    # Last, as django-axes asks: it turns a locked-out log-in into the lock-out page.
+    "axes.middleware.AxesMiddleware",
+]
+
+AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out account or address before any password is checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "lipsync_site.urls"
@@ -89,7 +102,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -122,17 +134,7 @@ STORAGES = {
 
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
 
-CACHES = {
-    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
-    # Rendered history rows (tasks_app/history_rows.py) and filter forms ({% cache %} in
-    # job_list.html), each keyed by everything it shows: under a KB each, so a full cache is
-    # a few MB of a web worker's memory. Per process, so a deploy starts with it empty.
-    "template_fragments": {
-        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-        "LOCATION": "template_fragments",
-        "OPTIONS": {"MAX_ENTRIES": 5000},
-    },
-}
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # Audio is sent to Kling inside the JSON body, so uploads are capped at Kling's limit.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
@@ -153,7 +155,12 @@ if not DEBUG:
     if envbool("BEHIND_TLS_PROXY", False):
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
-EMAIL_BACKEND = envstr("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+_CONSOLE_EMAIL = "django.core.mail.backends.console.EmailBackend"
+EMAIL_BACKEND = envstr("EMAIL_BACKEND", _CONSOLE_EMAIL)
+# Password reset is offered only when e-mail really leaves the server (see lipsync_site/urls.py),
+# at most PASSWORD_RESETS_PER_HOUR times an hour per address asked for and per client.
+PASSWORD_RESET_ENABLED = EMAIL_BACKEND != _CONSOLE_EMAIL
+PASSWORD_RESETS_PER_HOUR = envint("PASSWORD_RESETS_PER_HOUR", 3, minimum=1)
 
 LOGGING = {
     "version": 1,
@@ -188,6 +195,20 @@ else:
             "KLING_ACCESS_KEY and KLING_SECRET_KEY."
         )
     KLING_API_BASE_URL = envurl("KLING_API_BASE_URL", KLING_DEFAULT_BASE_URL)
+    if SECRET_KEY == _DEV_SECRET_KEY:
+        # Sessions signed with a published key could be forged on a studio spending credits.
+        raise ImproperlyConfigured(
+            "Live Kling mode needs its own SECRET_KEY: the built-in development key is public. "
+            "Set SECRET_KEY to a long random value (see .env.example)."
+        )
+    # Keys and tokens must not cross the network in clear text; a local peer (a test double,
+    # a reseller's sidecar) can be allowed on purpose.
+    KLING_ALLOW_HTTP = envbool("KLING_ALLOW_HTTP", False)
+    if KLING_API_BASE_URL.startswith("http://") and not KLING_ALLOW_HTTP:
+        raise ImproperlyConfigured(
+            "KLING_API_BASE_URL must start with https:// (Kling keys would travel in clear "
+            "text); set KLING_ALLOW_HTTP=1 only for a local peer."
+        )
 
 KLING_CONNECT_TIMEOUT = envint("KLING_CONNECT_TIMEOUT", 5, minimum=1)
 KLING_READ_TIMEOUT = envint("KLING_READ_TIMEOUT", 30, minimum=1)
@@ -216,14 +237,49 @@ KLING_SLOW_AFTER_MINUTES = envint("KLING_SLOW_AFTER_MINUTES", 15, minimum=1)
 # The studio keeps its own copy of every result (Kling deletes its copy after 30 days).
 RESULT_MAX_BYTES = envint("RESULT_MAX_BYTES", 300 * 1024 * 1024, minimum=1024)
 RESULT_STORE_ATTEMPTS = envint("RESULT_STORE_ATTEMPTS", 8, minimum=1)
+# One copy may take this long, redirects included; a stalled server is cut off sooner, by
+# KLING_READ_TIMEOUT.
+RESULT_FETCH_DEADLINE_SECONDS = envint("RESULT_FETCH_DEADLINE_SECONDS", 600, minimum=1)
+# Links the studio fetches (tasks_app/fetch.py) may not lead to private or local addresses,
+# except on these hosts (`host` or `host:port`), e.g. an object store inside the network.
+# Demo mode adds its simulator by itself. Checked here so that a typo stops start-up like any
+# other malformed setting; tasks_app.fetch.parse_allowed_hosts reads it.
+MEDIA_FETCH_ALLOWED_HOSTS = envlist("MEDIA_FETCH_ALLOWED_HOSTS", [])
+for _entry in MEDIA_FETCH_ALLOWED_HOSTS:
+    _host = re.fullmatch(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::([0-9]{1,5}))?", _entry)
+    if not _host or int(_host[1] or 0) > 65535:
+        raise ImproperlyConfigured(
+            f"MEDIA_FETCH_ALLOWED_HOSTS must list host or host:port names, not {_entry!r}"
+        )
 # Kling deletes its copy of a result after this many days (its link is the fallback until).
 KLING_RESULT_LIFETIME_DAYS = 30
 
-# Abuse limits: failed log-ins per account / per address in 15 minutes, and jobs per person
-# per minute.
+# Abuse limits: jobs per person per minute, and failed log-ins (studio and admin alike) per
+# account and per address in 15 minutes, counted by django-axes.
+SUBMISSIONS_PER_MINUTE = envint("SUBMISSIONS_PER_MINUTE", 10, minimum=1)
 LOGIN_FAILURES_PER_ACCOUNT = envint("LOGIN_FAILURES_PER_ACCOUNT", 5, minimum=1)
 LOGIN_FAILURES_PER_IP = envint("LOGIN_FAILURES_PER_IP", 20, minimum=1)
-SUBMISSIONS_PER_MINUTE = envint("SUBMISSIONS_PER_MINUTE", 10, minimum=1)
+AXES_HANDLER = "tasks_app.auth_views.LoginGuard"
+AXES_FAILURE_LIMIT = LOGIN_FAILURES_PER_ACCOUNT
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_USERNAME_CALLABLE = "tasks_app.auth_views.login_username"
+AXES_COOLOFF_TIME = timedelta(minutes=15)
+AXES_LOCKOUT_CALLABLE = "tasks_app.auth_views.locked_out"
+# A success must not wipe the failures recorded for its address: anyone with an account
+# could otherwise guess at another's password without end.
+AXES_RESET_ON_SUCCESS = False
+AXES_VERBOSE = False
+# How many proxies of ours stand in front of the studio, each adding the address it was
+# called from to X-Forwarded-For. With none, the header is ignored (anyone can send it).
+TRUSTED_PROXY_COUNT = envint("TRUSTED_PROXY_COUNT", 0, minimum=0)
+if TRUSTED_PROXY_COUNT:
+    AXES_IPWARE_META_PRECEDENCE_ORDER: tuple[str, ...] = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR")
+    # django-ipware counts the proxies listed in the header, not the one that called us, and
+    # takes the entry our outermost proxy wrote; what a client put before it is ignored.
+    AXES_IPWARE_PROXY_COUNT = TRUSTED_PROXY_COUNT - 1
+    IPWARE_STRICT = False
+else:
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
 
 # Tasks one worker process runs at once (each mostly waits on Kling).
 WORKER_THREADS = envint("WORKER_THREADS", 16, minimum=1)

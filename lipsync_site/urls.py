@@ -1,16 +1,52 @@
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from lipsync_site.env import envbool
 from tasks_app import views
-from tasks_app.auth_views import StudioLoginView
+from tasks_app.auth_views import (
+    StudioLoginView,
+    ThrottledPasswordResetView,
+    password_reset_only_with_email,
+)
 
 urlpatterns = [
     path("", views.index, name="index"),
     path("tasks/", include("tasks_app.urls")),
     path("kling/callback/<int:job_id>/<str:token>/", views.kling_callback, name="kling_callback"),
     path("accounts/login/", StudioLoginView.as_view(), name="login"),
-    path("accounts/", include("django.contrib.auth.urls")),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path(
+        "accounts/password_change/",
+        auth_views.PasswordChangeView.as_view(),
+        name="password_change",
+    ),
+    path(
+        "accounts/password_change/done/",
+        auth_views.PasswordChangeDoneView.as_view(),
+        name="password_change_done",
+    ),
+    # Answered only when e-mail is configured (see ``password_reset_only_with_email``).
+    path(
+        "accounts/password_reset/",
+        password_reset_only_with_email(ThrottledPasswordResetView.as_view()),
+        name="password_reset",
+    ),
+    path(
+        "accounts/password_reset/done/",
+        password_reset_only_with_email(auth_views.PasswordResetDoneView.as_view()),
+        name="password_reset_done",
+    ),
+    path(
+        "accounts/reset/<uidb64>/<token>/",
+        password_reset_only_with_email(auth_views.PasswordResetConfirmView.as_view()),
+        name="password_reset_confirm",
+    ),
+    path(
+        "accounts/reset/done/",
+        password_reset_only_with_email(auth_views.PasswordResetCompleteView.as_view()),
+        name="password_reset_complete",
+    ),
     path("account/", views.account, name="account"),
     path("teams/switch/", views.team_switch, name="team_switch"),
     path("i18n/", include("django.conf.urls.i18n")),

@@ -2,6 +2,13 @@
 
 Nothing here changes a job directly: reviews go through ``tasks_app.review`` and Kling-facing
 steps through ``tasks_app.services``, the same functions the studio and the worker use.
+
+Who sees which jobs here follows the studio's one rule, ``Job.objects.visible_to``: a staff
+member with the admin's ``tasks_app.view_job`` permission sees the jobs of their own teams; to
+review every team's jobs they also need ``tasks_app.review_job`` (superusers have both), and
+``tasks_app.change_job`` to record reviews and run the actions. So every link on a job's page
+(its studio page, result video and audio, all served by the studio's views) opens for whoever
+can see the job here.
 """
 
 from __future__ import annotations
@@ -9,13 +16,18 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, TypedDict
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, StreamingHttpResponse
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.formats import number_format
 from django.utils.html import format_html, format_html_join
@@ -35,6 +47,10 @@ from tasks_app.models import (
     ReviewState,
     Team,
 )
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User as AuthUser
+    from django_stubs_ext import WithAnnotations
 
 User = get_user_model()
 
@@ -63,7 +79,7 @@ INPUT_FIELDS = (
     "voice_language",
     "voice_speed",
     "audio_url",
-    "audio_file",
+    "stored_audio",
     "audio_name",
     "retry_of",
 )
@@ -99,6 +115,25 @@ def _format_duration(value: timedelta | None) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, seconds = divmod(rest, 60)
     return f"{hours}:{minutes:02}:{seconds:02}"
+
+
+def _kling_link(url: str) -> SafeString | str:
+    """Kling's result link, clickable only over HTTPS: the value comes from outside the
+    studio, and a ``javascript:`` or plain-HTTP link must not be one click away for staff."""
+    if not _is_https(url):
+        return url  # escaped as plain text by format_html_join / the admin
+    return format_html('<a href="{}" target="_blank" rel="noopener noreferrer">{}</a>', url, url)
+
+
+def _is_https(url: str) -> bool:
+    return urlsplit(url).scheme.lower() == "https"
+
+
+def _staff_member(request: HttpRequest) -> AuthUser:
+    """The logged-in staff member: the admin lets no one else reach its pages and actions."""
+    if not isinstance(request.user, AbstractBaseUser):
+        raise PermissionDenied
+    return request.user
 
 
 def _voice_name(job: Job) -> str:
@@ -283,6 +318,7 @@ class JobAdmin(admin.ModelAdmin):
     list_filter = (
         "status",
         StuckFilter,
+        "needs_person",
         "review_state",
         ("team", admin.RelatedOnlyFieldListFilter),
         ("submitted_by", admin.RelatedOnlyFieldListFilter),
@@ -308,7 +344,15 @@ class JobAdmin(admin.ModelAdmin):
     )
     date_hierarchy = "created_at"
     ordering = ("-created_at", "-pk")
-    actions = ("approve", "flag", "refresh_from_kling", "retry_failed", "export_csv")
+    actions = (
+        "approve",
+        "flag",
+        "refresh_from_kling",
+        "retry_failed",
+        "send_held_again",
+        "fail_held",
+        "export_csv",
+    )
     fieldsets = (
         (None, {"fields": ("status_badge", "status_detail", "links")}),
         (_("Review"), {"fields": ("review_state", "review_note", "reviewed_by", "reviewed_at")}),
@@ -318,6 +362,10 @@ class JobAdmin(admin.ModelAdmin):
         (_("Worker"), {"fields": WORKER_FIELDS, "classes": ("collapse",)}),
     )
     inlines = (JobEventInline,)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
+        # The studio's rule, so the admin never lists a job whose studio links would 404.
+        return super().get_queryset(request) & Job.objects.visible_to(request.user)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Job | None = None) -> tuple:
         every = (name for _title, options in self.fieldsets for name in options["fields"])
@@ -334,7 +382,9 @@ class JobAdmin(admin.ModelAdmin):
         results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
         # Staff are often handed a job number ("#42") by the person who submitted it.
         number = search_term.strip().removeprefix("#")
-        if number.isdigit():
+        # isdigit() alone also accepts "²" (which int() refuses) and numbers too long for the
+        # database's integer column.
+        if number.isascii() and number.isdigit() and len(number) <= 18:
             results |= queryset.filter(pk=int(number))
         return results, may_have_duplicates
 
@@ -350,7 +400,7 @@ class JobAdmin(admin.ModelAdmin):
             return  # saving an untouched page must not sign someone's name under it
         review.job_review(
             job=obj,
-            reviewer=request.user,
+            reviewer=_staff_member(request),
             state=form.cleaned_data["review_state"],
             note=form.cleaned_data["review_note"],
         )
@@ -397,13 +447,16 @@ class JobAdmin(admin.ModelAdmin):
             Truncator(detail).chars(80),
         )
 
+    # Stored files are linked through the studio's views (fixed content type, nosniff, a
+    # Content-Disposition), never through their storage URL: nothing serves /media/.
+
     @admin.display(description=_("links"))
     def links(self, job: Job) -> SafeString:
         items = [(job.get_absolute_url(), _("Job page in the studio"))]
-        if job.result_video_url:
+        if _is_https(job.result_video_url):
             items.append((job.result_video_url, _("Result video on Kling")))
         if job.stored_video:
-            items.append((job.stored_video.url, _("Studio copy of the result")))
+            items.append((reverse("tasks:video", args=[job.pk]), _("Studio copy of the result")))
         return format_html_join(
             " · ", '<a href="{}" target="_blank" rel="noopener noreferrer">{}</a>', items
         )
@@ -412,13 +465,25 @@ class JobAdmin(admin.ModelAdmin):
     def result_links(self, job: Job) -> SafeString | str:
         if not job.result_video_url and not job.stored_video:
             return "-"
-        items = []
+        parts: list[SafeString | str] = []
         if job.result_video_url:
-            items.append((job.result_video_url, job.result_video_url))
+            parts.append(_kling_link(job.result_video_url))
         if job.stored_video:
-            items.append((job.stored_video.url, _("studio copy")))
-        return format_html_join(
-            " · ", '<a href="{}" target="_blank" rel="noopener noreferrer">{}</a>', items
+            parts.append(
+                format_html(
+                    '<a href="{}" target="_blank" rel="noopener noreferrer">{}</a>',
+                    reverse("tasks:video", args=[job.pk]),
+                    _("studio copy"),
+                )
+            )
+        return format_html_join(" · ", "{}", ((part,) for part in parts))
+
+    @admin.display(description=_("audio file"))
+    def stored_audio(self, job: Job) -> SafeString | str:
+        if not job.audio_file:
+            return "-"
+        return format_html(
+            '<a href="{}">{}</a>', reverse("tasks:audio", args=[job.pk]), _("Download the audio")
         )
 
     # Actions: each goes through a service, then says what it did.
@@ -426,14 +491,14 @@ class JobAdmin(admin.ModelAdmin):
     @admin.action(description=_("Approve the selected jobs"), permissions=["change"])
     def approve(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
         count = review.job_review_bulk(
-            jobs=queryset, reviewer=request.user, state=ReviewState.APPROVED
+            jobs=queryset, reviewer=_staff_member(request), state=ReviewState.APPROVED
         )
         self.message_user(request, ngettext("Approved %d job.", "Approved %d jobs.", count) % count)
 
     @admin.action(description=_("Flag the selected jobs"), permissions=["change"])
     def flag(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
         count = review.job_review_bulk(
-            jobs=queryset, reviewer=request.user, state=ReviewState.FLAGGED
+            jobs=queryset, reviewer=_staff_member(request), state=ReviewState.FLAGGED
         )
         self.message_user(request, ngettext("Flagged %d job.", "Flagged %d jobs.", count) % count)
 
@@ -473,8 +538,39 @@ class JobAdmin(admin.ModelAdmin):
                 "%(n)d had not failed and were left alone.",
                 outcome.not_failed,
             ) % {"n": outcome.not_failed}
+        if outcome.refused:
+            message += " " + ngettext(
+                "%(n)d would go over its submitter's per-minute limit; retry it in a minute.",
+                "%(n)d would go over their submitters' per-minute limit; retry them in a minute.",
+                outcome.refused,
+            ) % {"n": outcome.refused}
         level = messages.SUCCESS if outcome.created else messages.WARNING
         self.message_user(request, message, level)
+
+    @admin.action(
+        description=_("Held jobs: Kling has no task for them, send them again"),
+        permissions=["change"],
+    )
+    def send_held_again(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        released = review.job_release_bulk(jobs=queryset, send_again=True)
+        self._report_release(request, released, len(queryset))
+
+    @admin.action(description=_("Held jobs: stop them (failed)"), permissions=["change"])
+    def fail_held(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        released = review.job_release_bulk(jobs=queryset, send_again=False)
+        self._report_release(request, released, len(queryset))
+
+    def _report_release(self, request: HttpRequest, released: int, selected: int) -> None:
+        message = ngettext("Settled %(n)d held job.", "Settled %(n)d held jobs.", released) % {
+            "n": released
+        }
+        if selected > released:
+            message += " " + ngettext(
+                "%(n)d was not held and was left alone.",
+                "%(n)d were not held and were left alone.",
+                selected - released,
+            ) % {"n": selected - released}
+        self.message_user(request, message, messages.SUCCESS if released else messages.WARNING)
 
     @admin.action(description=_("Export the selected jobs as CSV"), permissions=["view"])
     def export_csv(self, request: HttpRequest, queryset: QuerySet[Job]) -> StreamingHttpResponse:
@@ -516,6 +612,10 @@ class UserMembershipInline(admin.TabularInline):
     verbose_name_plural = _("team memberships")
 
 
+class _TeamMembers(TypedDict):
+    _members: int  # annotated in TeamAdmin.get_queryset
+
+
 @admin.register(Team)
 class TeamAdmin(admin.ModelAdmin):
     class Media:
@@ -532,7 +632,7 @@ class TeamAdmin(admin.ModelAdmin):
         return super().get_queryset(request).annotate(_members=Count("memberships"))
 
     @admin.display(description=_("members"), ordering="_members")
-    def member_count(self, team: Team) -> int:
+    def member_count(self, team: WithAnnotations[Team, _TeamMembers]) -> int:
         return team._members
 
     @admin.display(description=_("usage per month"))
@@ -541,7 +641,7 @@ class TeamAdmin(admin.ModelAdmin):
             return "-"
         months = review.team_monthly_usage(team=team)
         if not months:
-            return _("No jobs yet.")
+            return str(_("No jobs yet."))
         rows = format_html_join(
             "",
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",

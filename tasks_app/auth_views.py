@@ -1,44 +1,109 @@
-"""Log-in with a brake on password guessing."""
+"""Log-in, guarded by django-axes (``LoginGuard`` and the AXES_ settings), and a throttled
+password reset."""
 
 from __future__ import annotations
 
-from django import forms
-from django.contrib.auth.forms import AuthenticationForm
-from django.contrib.auth.views import LoginView
-from django.utils.translation import gettext_lazy as _
+import functools
+import unicodedata
+from collections.abc import Callable
+from typing import Any
 
-from tasks_app.ratelimits import login_failure_record, login_failures_clear, login_is_blocked
-
-
-def client_ip(request) -> str | None:
-    # Behind a proxy REMOTE_ADDR is the proxy's; set up the proxy to pass the client's address
-    # as REMOTE_ADDR (e.g. gunicorn's --forwarded-allow-ips) rather than trusting a header here.
-    return request.META.get("REMOTE_ADDR") or None
-
-
-class RateLimitedAuthenticationForm(AuthenticationForm):
-    error_messages = {
-        **AuthenticationForm.error_messages,
-        "too_many": _(
-            "Too many failed log-ins. Wait 15 minutes and try again, or ask an admin to reset "
-            "your password."
-        ),
-    }
-
-    def clean(self):
-        username = (self.data.get("username") or "").strip()
-        ip = client_ip(self.request) if self.request else None
-        if login_is_blocked(username=username, ip=ip):
-            raise forms.ValidationError(self.error_messages["too_many"], code="too_many")
-        try:
-            cleaned = super().clean()
-        except forms.ValidationError:
-            login_failure_record(username=username, ip=ip)
-            raise
-        login_failures_clear(username=username, ip=ip)
-        return cleaned
+from axes.handlers.database import AxesDatabaseHandler
+from axes.helpers import get_client_ip_address
+from django.conf import settings
+from django.contrib.auth.decorators import login_not_required
+from django.contrib.auth.forms import PasswordResetForm
+from django.contrib.auth.views import LoginView, PasswordResetView
+from django.core.cache import cache
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
+from django.shortcuts import render
+from django.utils import timezone
+from django.utils.translation import gettext as _
 
 
 class StudioLoginView(LoginView):
-    form_class = RateLimitedAuthenticationForm
     redirect_authenticated_user = True
+
+
+class ThrottledPasswordResetView(PasswordResetView):
+    """Django's password reset, at most ``PASSWORD_RESETS_PER_HOUR`` an hour for one e-mail
+    address and for one client, so it cannot be used to flood an inbox or probe addresses."""
+
+    def form_valid(self, form: PasswordResetForm) -> HttpResponse:
+        email = unicodedata.normalize("NFKC", form.cleaned_data["email"]).casefold()
+        client = get_client_ip_address(self.request) or "?"
+        over = [_count_reset(f"reset-email:{email}"), _count_reset(f"reset-client:{client}")]
+        if max(over) > settings.PASSWORD_RESETS_PER_HOUR:
+            form.add_error(
+                "email",
+                _("Too many reset requests. Wait an hour, or ask an admin to reset it."),
+            )
+            return self.form_invalid(form)
+        return super().form_valid(form)
+
+
+def password_reset_only_with_email(
+    view: Callable[..., HttpResponseBase],
+) -> Callable[..., HttpResponseBase]:
+    """A password-reset page that is a 404 unless e-mail really leaves the server: with the
+    console backend a reset link would only be written to the log, where anyone reading it
+    could take over the account."""
+
+    @functools.wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if not settings.PASSWORD_RESET_ENABLED:
+            raise Http404
+        return view(request, *args, **kwargs)
+
+    return login_not_required(wrapped)
+
+
+def _count_reset(key: str) -> int:
+    """One more request under ``key`` this hour; how many there have been."""
+    cache.add(key, 0, timeout=3600)
+    try:
+        return cache.incr(key)
+    except ValueError:  # expired between the two calls: this is the first of a new hour
+        cache.set(key, 1, timeout=3600)
+        return 1
+
+
+def login_username(request: HttpRequest | None, credentials: dict | None) -> str:
+    """The name failures are counted under: as Django matches it (NFKC), in any case.
+
+    Without this, the full-width or mathematical-bold spellings of ``alice`` would each get
+    fresh guesses at ``alice``.
+    """
+    typed = (credentials or {}).get("username") or ""
+    return unicodedata.normalize("NFKC", str(typed)).casefold()
+
+
+class LoginGuard(AxesDatabaseHandler):
+    """Axes' database handler with a limit per kind of failure.
+
+    Axes counts failures per account and per address against one limit; an office behind
+    one address may fail more often than one account should, so each has its own:
+    ``LOGIN_FAILURES_PER_ACCOUNT`` and ``LOGIN_FAILURES_PER_IP``. Axes compares what this
+    returns with ``AXES_FAILURE_LIMIT`` (the account limit).
+    """
+
+    def get_failures(self, request: HttpRequest, credentials: dict | None = None) -> int:
+        by_account, by_address = (
+            sum(attempts.values_list("failures_since_start", flat=True))
+            for attempts in self.get_user_attempts(request, credentials)
+        )
+        if by_address >= settings.LOGIN_FAILURES_PER_IP:
+            return max(by_account, settings.LOGIN_FAILURES_PER_ACCOUNT)
+        return by_account
+
+
+def locked_out(
+    request: HttpRequest, original_response: HttpResponse | None, credentials: dict | None
+) -> HttpResponse:
+    """What a locked-out person sees: why, and from when they may try again."""
+    cooloff = settings.AXES_COOLOFF_TIME
+    context = {
+        "minutes": int(cooloff.total_seconds() // 60),
+        "retry_at": timezone.now() + cooloff,
+    }
+    return render(request, "registration/locked_out.html", context, status=429)

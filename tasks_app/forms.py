@@ -6,8 +6,6 @@ import re
 import unicodedata
 import uuid
 from decimal import Decimal
-from pathlib import PurePosixPath
-from urllib.parse import urlsplit
 
 from django import forms
 from django.conf import settings
@@ -18,12 +16,11 @@ from django.utils.translation import gettext_lazy as _
 from tasks_app.kling.media import sniff_audio_format
 from tasks_app.kling.voices import VOICES, get_voice
 from tasks_app.models import JobMode, Profile, VoiceLanguage
-from tasks_app.services import JobInput
+from tasks_app.services.submitting import JobInput
+from tasks_app.validators import validate_audio_link, validate_video_link
 
 TEXT_MAX_CHARS = 120
 SPEED_MIN, SPEED_MAX = Decimal("0.8"), Decimal("2.0")
-VIDEO_EXTENSIONS = (".mp4", ".mov")
-AUDIO_EXTENSIONS = (".mp3", ".wav", ".m4a", ".aac")
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9_\-]{1,128}$")
 
 
@@ -50,28 +47,6 @@ def voice_choices() -> list[tuple[str, list[tuple[str, str]]]]:
         voices = [(v.id, v.name(lang)) for v in VOICES if v.speaks(code)]
         groups.append((str(label), voices))
     return groups
-
-
-def _check_url(value: str, *, extensions: tuple[str, ...], kind: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise forms.ValidationError(
-            _("Use a web link that starts with http:// or https://."), code="scheme"
-        )
-    if parts.username or parts.password:
-        raise forms.ValidationError(
-            _("Links with a user name or password in them are not accepted."), code="credentials"
-        )
-    # A trailing slash names a folder, whatever the segment before it looks like.
-    suffix = "" if parts.path.endswith("/") else PurePosixPath(parts.path).suffix.lower()
-    if suffix not in extensions:
-        raise forms.ValidationError(
-            _("The link must point to {kind} file ending in {extensions}.").format(
-                kind=kind, extensions=" / ".join(extensions)
-            ),
-            code="extension",
-        )
-    return value
 
 
 # The zero-width joiner is a format character, but it is how emoji such as 👩‍💻 are built.
@@ -164,7 +139,9 @@ class JobForm(forms.Form):
         super().__init__(*args, **kwargs)
         # Set when the upload handler stopped reading an audio file past the limit.
         self.upload_too_big = upload_too_big
-        self.fields["voice_id"].choices = [("", _("Choose a voice")), *voice_choices()]
+        voice = self.fields["voice_id"]
+        assert isinstance(voice, forms.ChoiceField)
+        voice.choices = [("", _("Choose a voice")), *voice_choices()]
         max_mb = settings.KLING_MAX_AUDIO_BYTES / (1024 * 1024)
         self.fields["audio_file"].help_text = _("MP3, WAV, M4A or AAC, at most {mb:g} MB.").format(
             mb=max_mb
@@ -210,13 +187,13 @@ class JobForm(forms.Form):
     def clean_video_url(self) -> str:
         value = self.cleaned_data["video_url"].strip()
         if value:
-            _check_url(value, extensions=VIDEO_EXTENSIONS, kind=_("a video"))
+            validate_video_link(value)
         return value
 
     def clean_audio_url(self) -> str:
         value = self.cleaned_data["audio_url"].strip()
         if value:
-            _check_url(value, extensions=AUDIO_EXTENSIONS, kind=_("an audio"))
+            validate_audio_link(value)
         return value
 
     def clean_text(self) -> str:
@@ -267,7 +244,8 @@ class JobForm(forms.Form):
     # Rules across fields ----------------------------------------------------------------------
 
     def clean(self) -> dict:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         self._clean_video(data)
         if data.get("mode") == JobMode.TEXT:
             self._clean_text_mode(data)

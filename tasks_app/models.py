@@ -2,13 +2,21 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.db import connections, models, transaction
-from django.db.models import F
+from django.db import models
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
+from django.utils.functional import cached_property
 from django.utils.translation import gettext_lazy as _
+
+from tasks_app.uploads import SniffedAudioField, stored_audio_name, stored_video_name
+from tasks_app.validators import validate_audio_link, validate_video_link
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AnonymousUser, User
 
 
 class JobStatus(models.TextChoices):
@@ -82,48 +90,10 @@ class Membership(models.Model):
 
 
 class ProfileManager(models.Manager["Profile"]):
-    def with_memberships(self, *, user) -> tuple[Profile | None, list[Membership]]:
-        """The person's profile and memberships (each with its team), by team name, in one
-        plain query; (None, []) when they have no profile yet.
-
-        Every page a person loads starts by asking which team they work in and what they
-        may do there. The ORM's two queries for this cost about a millisecond, mostly in
-        compiling them; this one costs a tenth of that. Memberships and teams come with
-        the columns the pages read (``joined_at`` and the team's ``created_at`` load on
-        first use).
-        """
-        profile_, membership, team = (
-            Profile._meta.db_table,
-            Membership._meta.db_table,
-            Team._meta.db_table,
-        )
-        query = (
-            "SELECT p.*, m.id AS m_id, m.team_id AS m_team_id, m.role AS m_role, "  # noqa: S608
-            "t.name AS t_name, t.is_personal AS t_is_personal "
-            f"FROM {profile_} p LEFT JOIN {membership} m ON m.user_id = p.user_id "
-            f"LEFT JOIN {team} t ON t.id = m.team_id "
-            "WHERE p.user_id = %s ORDER BY t.name, t.id"
-        )
-        profile, memberships = None, []
-        # One row a membership, each carrying the same profile (converted by raw()); the
-        # membership's and team's columns need no conversion but the flag (0/1 on SQLite).
-        for row in self.raw(query, [user.pk]):
-            profile = profile or row
-            if row.m_id is None:
-                continue
-            team_ = Team.from_db(
-                self.db,
-                ["id", "name", "is_personal"],
-                [row.m_team_id, row.t_name, bool(row.t_is_personal)],
-            )
-            member = Membership.from_db(
-                self.db,
-                ["id", "team_id", "user_id", "role"],
-                [row.m_id, row.m_team_id, user.pk, row.m_role],
-            )
-            member.team = team_
-            memberships.append(member)
-        return profile, memberships
+    def for_user(self, user: User) -> Profile:
+        """The person's profile, made on their first page."""
+        profile, _created = self.get_or_create(user=user)
+        return profile
 
 
 class Profile(models.Model):
@@ -142,85 +112,20 @@ class Profile(models.Model):
     def __str__(self) -> str:
         return f"Profile of {self.user}"
 
+    @cached_property
+    def memberships(self) -> list[Membership]:
+        """The person's memberships with their teams, by team name.
+
+        A profile lives one request (``request.profile``), so this is read once a page.
+        """
+        rows = Membership.objects.filter(user_id=self.user_id).select_related("team")
+        return list(rows.order_by("team__name", "team_id"))
+
 
 class ReviewState(models.TextChoices):
     NOT_REVIEWED = "not_reviewed", _("Not reviewed")
     APPROVED = "approved", _("Approved")
     FLAGGED = "flagged", _("Flagged")
-
-
-# A job's place in its team's tallies: (team id, status, archived).
-TallyBucket = tuple[int, str, bool]
-
-
-class JobTallyManager(models.Manager["JobTally"]):
-    def move(self, *, was: TallyBucket | None, now: TallyBucket | None) -> None:
-        """Count one job out of ``was`` and into ``now`` (None: not counted, e.g. new)."""
-        if was == now:
-            return
-        changes = [(bucket, delta) for bucket, delta in ((was, -1), (now, 1)) if bucket]
-        # Always in the same order: an archive and an unarchive in one team at once would
-        # otherwise each lock one of the two rows and wait for the other (a deadlock).
-        for bucket, delta in sorted(changes, key=lambda change: change[0]):
-            self._add(bucket, delta)
-
-    def _add(self, bucket: TallyBucket, delta: int) -> None:
-        team_id, status, archived = bucket
-        row = self.filter(team_id=team_id, status=status, archived=archived)
-        if row.update(count=F("count") + delta):
-            return
-        # The bucket's first job. Two at once both insert; the second insert does nothing and
-        # both updates apply.
-        self.bulk_create(
-            [JobTally(team_id=team_id, status=status, archived=archived, count=0)],
-            ignore_conflicts=True,
-        )
-        row.update(count=F("count") + delta)
-
-    def counts(self, *, team: Team, with_archived: bool) -> dict[str, int]:
-        """Jobs per status in the team (archived ones too when ``with_archived``).
-
-        Every history page reads these: a plain query, a fifth of what the ORM's costs.
-        """
-        shown = "" if with_archived else " AND NOT archived"
-        query = (
-            f"SELECT status, count FROM {JobTally._meta.db_table} "  # noqa: S608
-            f"WHERE team_id = %s{shown}"
-        )
-        counts: dict[str, int] = {}
-        with connections[self.db].cursor() as cursor:
-            cursor.execute(query, [team.pk])
-            for status, count in cursor.fetchall():
-                counts[status] = counts.get(status, 0) + count
-        return counts
-
-
-class JobTally(models.Model):
-    """How many of a team's jobs are in each status, kept up to date by ``Job.save``.
-
-    The history shows these counts on every view; counting them from the jobs reads every
-    one of the team's jobs (10 ms per 100,000 on SQLite), reading them here costs the same
-    for any number. Queryset ``update``/``bulk_create`` and raw SQL skip ``Job.save``: after
-    those, ``services.job_tallies_rebuild`` counts again.
-    """
-
-    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="job_tallies")
-    status = models.CharField(max_length=16, choices=JobStatus.choices)
-    archived = models.BooleanField()
-    count = models.IntegerField(default=0)
-
-    objects = JobTallyManager()
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(
-                fields=["team", "status", "archived"], name="one_tally_per_bucket"
-            )
-        ]
-
-    def __str__(self) -> str:
-        archived = " (archived)" if self.archived else ""
-        return f"{self.team_id}: {self.count} {self.status}{archived}"
 
 
 class JobQuerySet(models.QuerySet["Job"]):
@@ -230,48 +135,25 @@ class JobQuerySet(models.QuerySet["Job"]):
     def with_people(self) -> JobQuerySet:
         return self.select_related("submitted_by", "team")
 
-    def visible_to(self, user) -> JobQuerySet:
-        """Jobs of every team the person belongs to (anything else is a 404 for them).
+    def visible_to(self, user: User | AnonymousUser) -> JobQuerySet:
+        """The one rule for who may see a job: every view reads jobs through it.
 
-        Staff review every team's submissions, so they see every job.
+        A person sees the jobs of the teams they belong to (anything else is a 404 for
+        them); reviewers, who hold the ``review_job`` permission, and superusers see every
+        team's. The staff flag alone opens the admin, not other teams' jobs.
         """
-        if user.is_staff:
+        if may_review_every_team(user):
             return self.all()
-        return self.filter(team__memberships__user=user)
+        return self.filter(team__memberships__user=user.pk)
 
 
-class JobManager(models.Manager.from_queryset(JobQuerySet)):
-    def visible_one(self, *, user, pk: int) -> Job | None:
-        """The job if the person may see it, in one plain query.
+def may_review_every_team(user: User | AnonymousUser) -> bool:
+    # Only staff can hold the permission in practice; asking them alone spares everyone
+    # else the two permission queries.
+    return bool(user.is_staff and user.has_perm("tasks_app.review_job"))
 
-        This is the status poll's lookup, which everyone watching a job repeats every few
-        seconds; as hand-written SQL it costs a third of what the ORM's compiled join does.
-        """
-        if user.is_staff:
-            return self.filter(pk=pk).first()
-        job, membership = Job._meta.db_table, Membership._meta.db_table
-        query = (
-            f"SELECT j.* FROM {job} j JOIN {membership} m ON m.team_id = j.team_id "  # noqa: S608
-            "WHERE j.id = %s AND m.user_id = %s"
-        )
-        return next(iter(self.raw(query, [pk, user.pk])), None)
 
-    def finished_for(self, *, user, since: datetime, limit: int) -> list[Job]:
-        """The person's jobs that succeeded or failed after ``since``, newest first.
-
-        The "your lip-sync is ready" notices: every page a person loads asks this, almost
-        always finding nothing, so it is hand-written SQL too (the ORM's compiling costs ten
-        times the indexed look-up). Only what a notice shows is read.
-        """
-        query = (
-            "SELECT id, status, mode, text, audio_name, audio_url "  # noqa: S608
-            f"FROM {Job._meta.db_table} WHERE submitted_by_id = %s AND status IN (%s, %s) "
-            "AND finished_at > %s ORDER BY finished_at DESC LIMIT %s"
-        )
-        # As the ORM would write it (on SQLite, naive UTC text that compares as stored).
-        since = connections[self.db].ops.adapt_datetimefield_value(since)
-        params = [user.pk, JobStatus.SUCCEEDED.value, JobStatus.FAILED.value, since, limit]
-        return list(self.raw(query, params))
+JobManager = models.Manager.from_queryset(JobQuerySet)
 
 
 class Job(models.Model):
@@ -290,7 +172,9 @@ class Job(models.Model):
 
     # Inputs, named as Kling names them.
     video_id = models.CharField(_("Kling video ID"), max_length=128, blank=True)
-    video_url = models.URLField(_("video link"), max_length=2000, blank=True)
+    video_url = models.URLField(
+        _("video link"), max_length=2000, blank=True, validators=[validate_video_link]
+    )
     parent_task_id = models.CharField(_("parent task ID"), max_length=128, blank=True)
     mode = models.CharField(max_length=16, choices=JobMode.choices)
     text = models.CharField(max_length=120, blank=True)
@@ -301,8 +185,12 @@ class Job(models.Model):
     voice_speed = models.DecimalField(
         _("speed"), max_digits=2, decimal_places=1, null=True, blank=True
     )
-    audio_url = models.URLField(_("audio link"), max_length=2000, blank=True)
-    audio_file = models.FileField(_("audio file"), upload_to="audio/%Y/%m/", blank=True)
+    audio_url = models.URLField(
+        _("audio link"), max_length=2000, blank=True, validators=[validate_audio_link]
+    )
+    # Stored under a generated name with the extension its bytes show (tasks_app.uploads);
+    # the person's own file name is kept in audio_name, for display only.
+    audio_file = SniffedAudioField(_("audio file"), upload_to=stored_audio_name, blank=True)
     audio_name = models.CharField(_("audio file name"), max_length=255, blank=True)
 
     # Local state.
@@ -323,6 +211,9 @@ class Job(models.Model):
     # is set, Kling may hold a task for this job that we have not heard about (see reconcile).
     send_started_at = models.DateTimeField(null=True, blank=True)
     poll_errors = models.PositiveIntegerField(default=0)
+    # A create whose answer was lost and that Kling's task list cannot settle: the worker
+    # stopped following the job until a person decides (services.lifecycle._claim).
+    needs_person = models.BooleanField(_("held for a person"), default=False, db_index=True)
 
     # What Kling said.
     kling_task_id = models.CharField(
@@ -343,7 +234,7 @@ class Job(models.Model):
     )
 
     # The studio's own copy of the result, kept after Kling deletes its copy (30 days).
-    stored_video = models.FileField(_("studio copy"), upload_to="results/%Y/%m/", blank=True)
+    stored_video = models.FileField(_("studio copy"), upload_to=stored_video_name, blank=True)
     stored_size = models.PositiveBigIntegerField(_("copy size (bytes)"), null=True, blank=True)
     stored_sha256 = models.CharField(_("copy SHA-256"), max_length=64, blank=True)
     store_attempts = models.PositiveIntegerField(default=0)
@@ -380,8 +271,6 @@ class Job(models.Model):
 
     objects = JobManager()
 
-    _TALLY_FIELDS = frozenset({"team", "team_id", "status", "archived_at"})
-
     class Meta:
         ordering = ["-created_at", "-pk"]
         constraints = [
@@ -396,56 +285,24 @@ class Job(models.Model):
         indexes = [
             models.Index(fields=["status", "next_check_at"]),
             models.Index(fields=["team", "archived_at", "-created_at"]),
-            # Counts per status under a search or filter read this index alone, not the table.
-            models.Index(fields=["team", "archived_at", "status"]),
+            # The history's counts per status (capped, so they read at most a thousand
+            # entries each) and its list narrowed to one status, newest first.
+            models.Index(fields=["team", "status", "archived_at", "-created_at"]),
             # "Your lip-sync is ready" notices: a person's recently finished jobs.
             models.Index(fields=["submitted_by", "finished_at"]),
         ]
+        permissions = [("review_job", "Can see and review every team's jobs")]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.summary}"
 
-    def save(self, *args, **kwargs) -> None:
-        update_fields = kwargs.get("update_fields")
-        if update_fields is not None and self._TALLY_FIELDS.isdisjoint(update_fields):
-            super().save(*args, **kwargs)
-            return
-        with transaction.atomic(using=kwargs.get("using")):
-            was = self._stored_bucket()
-            super().save(*args, **kwargs)
-            JobTally.objects.move(was=was, now=self._bucket_after(was, update_fields))
-
     def get_absolute_url(self) -> str:
         return reverse("tasks:detail", args=[self.pk])
 
-    def delete(self, *args, **kwargs):
-        with transaction.atomic(using=kwargs.get("using")):
-            JobTally.objects.move(was=self._stored_bucket(), now=None)
-            return super().delete(*args, **kwargs)
-
-    def _stored_bucket(self) -> TallyBucket | None:
-        """Where the tallies count this job now, read from its row (locked until the end of
-        the save): what this object remembers could be stale, partial or a copy's."""
-        if self.pk is None:
-            return None
-        row = Job.objects.select_for_update().filter(pk=self.pk)
-        stored = row.values_list("team_id", "status", "archived_at").first()
-        if stored is None:
-            return None
-        team_id, status, archived_at = stored
-        return (team_id, status, archived_at is not None)
-
-    def _bucket_after(self, was: TallyBucket | None, update_fields) -> TallyBucket:
-        """Where the job is counted after a save that wrote ``update_fields`` (None: all)."""
-        team_id, status, archived = was or (None, None, None)
-        fields = self._TALLY_FIELDS if update_fields is None or was is None else update_fields
-        if {"team", "team_id"} & set(fields):
-            team_id = self.team_id
-        if "status" in fields:
-            status = str(self.status)
-        if "archived_at" in fields:
-            archived = self.archived_at is not None
-        return (team_id, status, archived)
+    @property
+    def callback_token(self) -> str:
+        """The unguessable token in the job's callback URL (derived, so never stored)."""
+        return salted_hmac("tasks_app.callback", str(self.pk)).hexdigest()
 
     @property
     def summary(self) -> str:
@@ -508,14 +365,3 @@ class JobEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.old_status or '-'} -> {self.new_status}"
-
-
-class LoginFailure(models.Model):
-    """A failed log-in, kept for a while to slow down password guessing."""
-
-    username = models.CharField(max_length=150, db_index=True)
-    ip = models.GenericIPAddressField(null=True, blank=True, db_index=True)
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
-
-    def __str__(self) -> str:
-        return f"{self.username} from {self.ip} at {self.created_at:%Y-%m-%d %H:%M}"

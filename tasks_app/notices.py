@@ -2,27 +2,35 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.conf import settings
-from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.mail import send_mail
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django_tasks import task
 
 from tasks_app.models import Job, JobStatus, Profile
-from tasks_app.teams import profile_get
 
 MAX_NOTICES = 5
 
 
-def _finished_since(user: AbstractBaseUser, since) -> list[Job]:
-    return Job.objects.finished_for(user=user, since=since, limit=MAX_NOTICES)
+def _finished_since(user_id: int, since: datetime) -> list[Job]:
+    """The person's jobs that succeeded or failed after ``since``, newest first: only what
+    a notice shows is read."""
+    jobs = Job.objects.filter(
+        submitted_by_id=user_id,
+        status__in=[JobStatus.SUCCEEDED, JobStatus.FAILED],
+        finished_at__gt=since,
+    )
+    shown = jobs.only("status", "mode", "text", "audio_name", "audio_url")
+    return list(shown.order_by("-finished_at")[:MAX_NOTICES])
 
 
-def notices_take(*, user: AbstractBaseUser) -> list[Job]:
+def notices_take(*, profile: Profile) -> list[Job]:
     """The person's jobs that finished since they last loaded a page; now they have looked."""
     now = timezone.now()
-    profile = profile_get(user=user)
-    jobs = _finished_since(user, profile.last_seen_at) if profile.last_seen_at else []
+    jobs = _finished_since(profile.user_id, profile.last_seen_at) if profile.last_seen_at else []
     # With nothing new, moving the mark changes nothing the next look would find; skipping
     # the write spares every page view a database write.
     if jobs or profile.last_seen_at is None:
@@ -31,10 +39,15 @@ def notices_take(*, user: AbstractBaseUser) -> list[Job]:
     return jobs
 
 
-def notices_peek(*, user: AbstractBaseUser) -> list[Job]:
+def notices_peek(*, user_id: int) -> list[Job]:
     """The same, without marking them seen (for a page's background refresh)."""
-    seen = Profile.objects.filter(user=user).values_list("last_seen_at", flat=True).first()
-    return _finished_since(user, seen) if seen else []
+    seen = Profile.objects.filter(user_id=user_id).values_list("last_seen_at", flat=True).first()
+    return _finished_since(user_id, seen) if seen else []
+
+
+@task()
+def email_job_finished(job_id: int) -> None:
+    job_email_finished(job_id=job_id)
 
 
 def job_email_finished(*, job_id: int) -> bool:

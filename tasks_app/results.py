@@ -10,15 +10,22 @@ from collections.abc import Iterator
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-import httpx
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import (
+    FileResponse,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    StreamingHttpResponse,
+)
 from django.utils import timezone
 from django.utils.translation import gettext_noop
+from django_tasks import task
 
+from tasks_app.fetch import FetchError, FetchReason, fetch, policy_from_settings
 from tasks_app.models import Job, JobStatus
 from tasks_app.wording import Message, at, render_english, say
 
@@ -41,14 +48,17 @@ class ResultDownloadError(Exception):
         self.permanent = permanent
 
 
+@task()
+def store_result(job_id: int) -> None:
+    job_store_result(job_id=job_id)
+
+
 def job_store_result(*, job_id: int) -> None:
     """Copy a finished job's video from Kling into the studio's storage.
 
     A failure is recorded and retried with back-off; it never changes the job's status,
     since the video exists on Kling whatever happens to our copy.
     """
-    from tasks_app.tasks import store_result
-
     job = Job.objects.filter(pk=job_id).first()
     if job is None or job.status != JobStatus.SUCCEEDED or job.stored_video:
         return
@@ -91,16 +101,15 @@ def _download(job: Job) -> tuple[str, int, str]:
         raise ResultDownloadError(
             say(gettext_noop("The result link is not a web link.")), permanent=True
         )
-    limit = settings.RESULT_MAX_BYTES
+    policy = policy_from_settings(
+        max_bytes=settings.RESULT_MAX_BYTES,
+        deadline_seconds=settings.RESULT_FETCH_DEADLINE_SECONDS,
+    )
     digest = hashlib.sha256()
     size = 0
-    timeout = httpx.Timeout(settings.KLING_READ_TIMEOUT, connect=settings.KLING_CONNECT_TIMEOUT)
     with tempfile.TemporaryFile() as spool:
         try:
-            with (
-                httpx.Client(timeout=timeout, follow_redirects=True, max_redirects=3) as client,
-                client.stream("GET", url) as response,
-            ):
+            with fetch(url, policy=policy) as response:
                 if response.status_code != 200:
                     raise ResultDownloadError(
                         say(
@@ -116,22 +125,12 @@ def _download(job: Job) -> tuple[str, int, str]:
                             type=content_type or "?",
                         )
                     )
-                declared = response.headers.get("content-length", "")
-                if declared.isdigit() and int(declared) > limit:
-                    raise ResultDownloadError(TOO_BIG)
-                for chunk in response.iter_bytes(CHUNK):
+                for chunk in response.iter_bytes():
                     size += len(chunk)
-                    if size > limit:
-                        raise ResultDownloadError(TOO_BIG)
                     digest.update(chunk)
                     spool.write(chunk)
-        except httpx.HTTPError as err:
-            raise ResultDownloadError(
-                say(
-                    gettext_noop("The result video could not be downloaded ({kind})."),
-                    kind=type(err).__name__,
-                )
-            ) from None
+        except FetchError as err:
+            raise ResultDownloadError(_fetch_problem(err), permanent=err.permanent) from None
         if size == 0:
             raise ResultDownloadError(say(gettext_noop("The result video was empty.")))
         spool.seek(0)
@@ -139,7 +138,20 @@ def _download(job: Job) -> tuple[str, int, str]:
     return name, size, digest.hexdigest()
 
 
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+def _fetch_problem(err: FetchError) -> Message:
+    if err.reason is FetchReason.TOO_BIG:
+        return TOO_BIG
+    if err.reason in (FetchReason.REFUSED, FetchReason.FAILED):
+        # The wording result copies have always used (and translators have translated).
+        return say(
+            gettext_noop("The result video could not be downloaded ({kind})."), kind=err.detail
+        )
+    return err.message
+
+
+# One range only, ASCII digits only: anything else is ignored and the whole file is served,
+# as RFC 9110 allows.
+_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
 
 
 def ranged_file_response(
@@ -150,18 +162,18 @@ def ranged_file_response(
     content_type: str,
     filename: str,
     as_attachment: bool,
-) -> HttpResponse:
+) -> HttpResponseBase:
     """Serve ``file``, honouring a single byte range so that a video player can seek."""
     match = _RANGE.fullmatch(request.headers.get("Range", "").strip())
     if match and (match[1] or match[2]):
         if match[1]:
-            start = int(match[1])
-            end = min(int(match[2]) if match[2] else size - 1, size - 1)
+            start = _position(match[1], size)
+            end = min(_position(match[2], size) if match[2] else size - 1, size - 1)
         else:
-            start, end = max(0, size - int(match[2])), size - 1
+            start, end = size - _position(match[2], size), size - 1
         if start >= size or start > end:
             file.close()
-            response = HttpResponse(status=416)
+            response: HttpResponseBase = HttpResponse(status=416)
             response["Content-Range"] = f"bytes */{size}"
             return response
         file.seek(start)
@@ -180,6 +192,16 @@ def ranged_file_response(
     response["Accept-Ranges"] = "bytes"
     response["Cache-Control"] = "private, max-age=3600"
     return response
+
+
+def _position(digits: str, size: int) -> int:
+    """The number ``digits`` spell, or ``size`` if it is larger.
+
+    Past the end, every position means the same; and int() refuses more than 4300 digits, so a
+    Range header of thousands of them must not reach it.
+    """
+    digits = digits.lstrip("0") or "0"
+    return size if len(digits) > len(str(size)) else min(int(digits), size)
 
 
 def _read(file: File, length: int) -> Iterator[bytes]:

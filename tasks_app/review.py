@@ -1,7 +1,7 @@
 """Staff review of submissions: approving, flagging, and acting on many jobs at once.
 
-The admin calls these; each one-job step goes through the lifecycle services in
-``tasks_app.services`` so a job's status still changes in one place only.
+The admin calls these; each one-job step goes through the services in ``tasks_app.services``
+so a job's status still changes in one place only.
 """
 
 from __future__ import annotations
@@ -10,14 +10,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
-from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
-from tasks_app import services
 from tasks_app.models import Job, JobStatus, ReviewState, Team
+from tasks_app.services import lifecycle, submitting
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 # Only the review fields are written, so a review never overwrites what the worker has
 # stored about the job since the admin page was loaded.
@@ -29,7 +32,7 @@ def _check_state(state: str) -> None:
         raise ValueError(f"Unknown review state: {state!r}")
 
 
-def job_review(*, job: Job, reviewer: AbstractBaseUser, state: str, note: str = "") -> Job:
+def job_review(*, job: Job, reviewer: User, state: str, note: str = "") -> Job:
     """Record a staff member's verdict on one job, with who gave it and when.
 
     Setting the state back to "not reviewed" clears the reviewer and the time, since nobody
@@ -48,7 +51,7 @@ def job_review(*, job: Job, reviewer: AbstractBaseUser, state: str, note: str = 
     return job
 
 
-def job_review_bulk(*, jobs: QuerySet[Job], reviewer: AbstractBaseUser, state: str) -> int:
+def job_review_bulk(*, jobs: QuerySet[Job], reviewer: User, state: str) -> int:
     """Give many jobs the same verdict in one update; return how many were changed.
 
     Notes are left alone: a bulk approval must not wipe what a reviewer wrote on one job.
@@ -67,7 +70,12 @@ def job_request_check_bulk(*, jobs: Iterable[Job]) -> int:
 
     Jobs not sent yet or already finished are skipped by ``job_request_check`` itself.
     """
-    return sum(1 for job in jobs if services.job_request_check(job=job))
+    return sum(1 for job in jobs if lifecycle.job_request_check(job=job))
+
+
+def job_release_bulk(*, jobs: Iterable[Job], send_again: bool) -> int:
+    """Settle jobs held for a person (see ``lifecycle.job_release``); return how many."""
+    return sum(1 for job in jobs if lifecycle.job_release(job=job, send_again=send_again))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,6 +83,8 @@ class RetryOutcome:
     created: int
     already_retried: int
     not_failed: int
+    # Turned down by the rules every submission obeys (the submitter's per-minute limit).
+    refused: int = 0
 
 
 def job_retry_failed_bulk(*, jobs: Iterable[Job]) -> RetryOutcome:
@@ -83,17 +93,23 @@ def job_retry_failed_bulk(*, jobs: Iterable[Job]) -> RetryOutcome:
     The new job keeps the original submitter (not the staff member) so it stays in that
     person's and their team's history. Retrying the same job twice gives one new job.
     """
-    created = already = skipped = 0
+    created = already = skipped = refused = 0
     for job in jobs:
         if job.status != JobStatus.FAILED:
             skipped += 1
             continue
-        _new_job, is_new = services.job_retry(job=job, submitted_by=job.submitted_by)
+        try:
+            _new_job, is_new = submitting.job_retry(job=job, submitted_by=job.submitted_by)
+        except submitting.SubmissionRefused:
+            refused += 1
+            continue
         if is_new:
             created += 1
         else:
             already += 1
-    return RetryOutcome(created=created, already_retried=already, not_failed=skipped)
+    return RetryOutcome(
+        created=created, already_retried=already, not_failed=skipped, refused=refused
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

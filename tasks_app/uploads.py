@@ -1,10 +1,24 @@
-"""An upload handler that stops reading an audio upload once it passes Kling's size limit."""
+"""Audio uploads: reading them within Kling's size limit, and the names they are stored under.
+
+Stored files are only ever served by the studio's own views (``job_audio``, ``job_video``),
+which pick the content type; their names are generated so that nothing a person chose (a
+``.html`` or ``.svg`` extension, say) reaches the storage.
+"""
 
 from __future__ import annotations
 
+import uuid
+from pathlib import PurePosixPath
+
 from django.conf import settings
+from django.core.files import File
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
+from django.db import models
+from django.db.models.fields.files import FieldFile
 from django.http import HttpRequest
+from django.utils import timezone
+
+from tasks_app.kling.media import sniff_audio_format
 
 
 class AudioSizeLimitHandler(FileUploadHandler):
@@ -34,3 +48,65 @@ class AudioSizeLimitHandler(FileUploadHandler):
 
     def file_complete(self, file_size: int) -> None:
         return None
+
+
+# --- Stored names ------------------------------------------------------------------------------
+
+# The only types the studio serves an audio file as; anything it cannot recognise is served
+# as opaque bytes, so a browser never renders a stored file as a page or an image.
+AUDIO_CONTENT_TYPES: dict[str, str] = {
+    "mp3": "audio/mpeg",
+    "wav": "audio/wav",
+    "m4a": "audio/mp4",
+    "aac": "audio/aac",
+}
+UNKNOWN_AUDIO_EXTENSION = "bin"
+UNKNOWN_CONTENT_TYPE = "application/octet-stream"
+# Enough to look past an ID3 tag at the frames that tell AAC from MP3.
+SNIFF_BYTES = 4096
+
+
+def audio_format_of(*, file: File) -> str | None:
+    """The audio format of ``file`` judged by its bytes ("mp3", "wav", "m4a", "aac" or None).
+
+    The position in the file is kept, so the caller can read or store it afterwards.
+    """
+    position = file.tell()
+    file.seek(0)
+    head = file.read(SNIFF_BYTES)
+    file.seek(position)
+    return sniff_audio_format(head if isinstance(head, bytes) else head.encode())
+
+
+def stored_audio_name(instance: models.Model, filename: str) -> str:
+    """``Job.audio_file``'s ``upload_to``: a fresh name under the month, never the person's.
+
+    The person's name (``voice.html``) is kept in ``Job.audio_name`` for display only. The
+    extension is the one ``SniffedAudioFieldFile`` found in the bytes; any other is dropped.
+    """
+    extension = PurePosixPath(filename).suffix.lower().removeprefix(".")
+    if extension not in AUDIO_CONTENT_TYPES:
+        extension = UNKNOWN_AUDIO_EXTENSION
+    return f"audio/{timezone.now():%Y/%m}/{uuid.uuid4().hex}.{extension}"
+
+
+def stored_video_name(instance: models.Model, filename: str) -> str:
+    """``Job.stored_video``'s ``upload_to``: results are always MP4 (see tasks_app.results)."""
+    return f"results/{timezone.now():%Y/%m}/{uuid.uuid4().hex}.mp4"
+
+
+class SniffedAudioFieldFile(FieldFile):
+    """Stores an audio file under an extension taken from its bytes, not from its name.
+
+    ``upload_to`` only sees a name, so this is where the bytes are read: every way of
+    storing a file on the field (``save()``, or assigning an upload and saving the job)
+    passes through here.
+    """
+
+    def save(self, name: str, content: File, save: bool = True) -> None:
+        extension = audio_format_of(file=content) or UNKNOWN_AUDIO_EXTENSION
+        super().save(f"audio.{extension}", content, save)
+
+
+class SniffedAudioField(models.FileField):
+    attr_class = SniffedAudioFieldFile

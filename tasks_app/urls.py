@@ -13,4 +13,5 @@ urlpatterns = [
     path("<int:pk>/cancel/", views.job_cancel, name="cancel"),
     path("<int:pk>/archive/", views.job_archive, name="archive"),
     path("<int:pk>/video/", views.job_video, name="video"),
+    path("<int:pk>/audio/", views.job_audio, name="audio"),
 ]

@@ -3,16 +3,19 @@ from __future__ import annotations
 import json
 import uuid
 from decimal import Decimal
+from typing import TYPE_CHECKING, TypeGuard
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import PermissionDenied
 from django.http import (
+    FileResponse,
     Http404,
     HttpRequest,
     HttpResponse,
     HttpResponseBadRequest,
+    HttpResponseBase,
     HttpResponseForbidden,
 )
 from django.shortcuts import get_object_or_404, redirect, render
@@ -23,8 +26,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseStopPolling, trigger_client_event
 from django_htmx.middleware import HtmxDetails
 
-from tasks_app import ratelimits, services, teams, webhooks
-from tasks_app.filters import JobFilterForm
+from tasks_app import teams, webhooks
+from tasks_app.filters import COUNT_CAP, JobFilterForm, history_page
 from tasks_app.forms import (
     TEXT_MAX_CHARS,
     AccountForm,
@@ -32,50 +35,60 @@ from tasks_app.forms import (
     JobForm,
     VideoSourceChoice,
 )
-from tasks_app.history_rows import (
-    history_live_ids,
-    history_rows_render,
-    history_values,
-)
 from tasks_app.kling.voices import VOICES
-from tasks_app.models import Job
+from tasks_app.models import Job, Profile
 from tasks_app.notices import notices_peek
-from tasks_app.paging import CountedPaginator
 from tasks_app.results import ranged_file_response
-from tasks_app.uploads import AudioSizeLimitHandler
+from tasks_app.services import callbacks, lifecycle, submitting
+from tasks_app.uploads import (
+    AUDIO_CONTENT_TYPES,
+    UNKNOWN_AUDIO_EXTENSION,
+    UNKNOWN_CONTENT_TYPE,
+    AudioSizeLimitHandler,
+    audio_format_of,
+)
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 JOBS_PER_PAGE = 50
-# The filter form is kept under the language, the query and the team's members (job_list.html).
-FILTERS_CACHE_SECONDS = 24 * 3600
 
 
 class HtmxHttpRequest(HttpRequest):
     htmx: HtmxDetails
 
 
+class StudioRequest(HtmxHttpRequest):
+    """A logged-in person's request: their profile comes with it (``ProfileMiddleware``).
+
+    Every view that takes one is behind ``LoginRequiredMiddleware``, so ``user`` is a person,
+    never ``AnonymousUser``.
+    """
+
+    user: User
+    profile: Profile
+
+
 @require_GET
-def index(request: HtmxHttpRequest) -> HttpResponse:
+def index(request: StudioRequest) -> HttpResponse:
     return redirect("tasks:list")
 
 
 @require_GET
-def job_list(request: HtmxHttpRequest) -> HttpResponse:
-    team = teams.team_for_person(user=request.user)
-    team_jobs = Job.objects.filter(team=team)
+def job_list(request: StudioRequest) -> HttpResponse:
+    team = teams.team_for_person(profile=request.profile)
+    team_jobs = Job.objects.visible_to(request.user).filter(team=team)
     filters = JobFilterForm(request.GET, team=team)
-    jobs = history_values(filters.filtered(team_jobs))
-    status_counts = filters.status_counts(team_jobs)
-    # The counts per status already cover every other filter: their sum is the total.
-    paginator = CountedPaginator(jobs, JOBS_PER_PAGE, count=filters.total(status_counts))
-    page = paginator.get_page(request.GET.get("page"))
+    rows = filters.filtered(team_jobs).select_related("submitted_by")
+    page = history_page(rows, number=request.GET.get("page"), per_page=JOBS_PER_PAGE)
     context = {
         "team": team,
         "filters": filters,
         "page": page,
-        "rows": history_rows_render(user=request.user, rows=page.object_list),
-        "filters_cache_seconds": FILTERS_CACHE_SECONDS,
-        "status_counts": status_counts,
-        "live_ids": history_live_ids(page.object_list),
+        "status_counts": filters.status_counts(team_jobs),
+        "count_cap": COUNT_CAP,
+        "managed_team_ids": teams.team_ids_managed(profile=request.profile),
+        "live_ids": [job.pk for job in page.jobs if job.is_active],
         "is_filtered": any(value for key, value in request.GET.items() if key != "page"),
         "list_path": request.get_full_path(),
     }
@@ -85,16 +98,20 @@ def job_list(request: HtmxHttpRequest) -> HttpResponse:
 
 
 @require_GET
-def job_list_live(request: HtmxHttpRequest) -> HttpResponse:
+def job_list_live(request: StudioRequest) -> HttpResponse:
     """The page's active rows, refreshed in one request (each row swaps itself out of band)."""
     ids = [int(value) for value in request.GET.getlist("id") if _is_id(value)][:JOBS_PER_PAGE]
-    rows = list(history_values(Job.objects.visible_to(request.user).filter(pk__in=ids)))
-    live_ids = history_live_ids(rows)
+    jobs = list(
+        Job.objects.visible_to(request.user).filter(pk__in=ids).select_related("submitted_by")
+    )
+    live_ids = [job.pk for job in jobs if job.is_active]
     context = {
         # Their buttons post the page's own #row-actions form, which returns to the page.
-        "rows": history_rows_render(user=request.user, rows=rows, oob=True),
+        "jobs": jobs,
+        "oob": True,
+        "managed_team_ids": teams.team_ids_managed(profile=request.profile),
         "live_ids": live_ids,
-        "notices": notices_peek(user=request.user),
+        "notices": notices_peek(user_id=request.user.pk),
     }
     response = render(request, "tasks/job_list.html#live", context)
     if len(live_ids) < len(ids):
@@ -123,13 +140,13 @@ def _initial_from_job(job: Job) -> dict:
 
 @csrf_exempt  # the upload handler must be set before CSRF reads the body; checked below
 @require_http_methods(["GET", "POST"])
-def job_create(request: HtmxHttpRequest) -> HttpResponse:
+def job_create(request: StudioRequest) -> HttpResponse:
     request.upload_handlers.insert(0, AudioSizeLimitHandler(request))
     return _job_create(request)
 
 
 @csrf_protect
-def _job_create(request: HtmxHttpRequest) -> HttpResponse:
+def _job_create(request: StudioRequest) -> HttpResponse:
     source_job = None
     if request.method == "POST":
         form = JobForm(
@@ -137,30 +154,20 @@ def _job_create(request: HtmxHttpRequest) -> HttpResponse:
             request.FILES,
             upload_too_big=getattr(request, "upload_too_big", False),
         )
-        if (
-            form.is_valid()
-            and not services.job_exists(
-                submitted_by=request.user, submission_key=form.submission_key_value()
-            )
-            and not ratelimits.submission_is_allowed(user=request.user)
-        ):
-            form.add_error(
-                None,
-                _(
-                    "You have started {n} lip-syncs in the last minute, the most the studio "
-                    "allows. Wait a minute and submit again; your entries are kept below."
-                ).format(n=settings.SUBMISSIONS_PER_MINUTE),
-            )
         if form.is_valid():
-            job, created = services.job_create(
-                team=teams.team_for_person(user=request.user),
-                submitted_by=request.user,
-                job_input=form.to_job_input(),
-                submission_key=form.submission_key_value(),
-            )
-            if not created:
-                messages.info(request, _("You already submitted this job; here it is."))
-            return redirect(job)
+            try:
+                job, created = submitting.job_create(
+                    team=teams.team_for_person(profile=request.profile),
+                    submitted_by=request.user,
+                    job_input=form.to_job_input(),
+                    submission_key=form.submission_key_value(),
+                )
+            except submitting.SubmissionRefused as refused:
+                form.add_error(None, str(refused))
+            else:
+                if not created:
+                    messages.info(request, _("You already submitted this job; here it is."))
+                return redirect(job)
         status = 400
     else:
         initial: dict = {"submission_key": uuid.uuid4()}
@@ -183,20 +190,18 @@ def _job_create(request: HtmxHttpRequest) -> HttpResponse:
 
 
 @require_GET
-def job_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
-    if request.htmx:
-        # The status partial, polled every few seconds by everyone watching: the job alone
-        # (no submitter or team), one query besides the session's two.
-        job = Job.objects.visible_one(user=request.user, pk=pk)
-        if job is None:
-            raise Http404
-    else:
-        job = get_object_or_404(Job.objects.visible_to(request.user).with_people(), pk=pk)
-    context = {
+def job_detail(request: StudioRequest, pk: int) -> HttpResponse:
+    jobs = Job.objects.visible_to(request.user)
+    # The status partial, polled every few seconds by everyone watching, needs the job
+    # alone (no submitter or team): one query besides the session's two.
+    job = get_object_or_404(jobs if request.htmx else jobs.with_people(), pk=pk)
+    context: dict[str, object] = {
         "job": job,
-        "typical_seconds": services.job_typical_seconds(),
+        "typical_seconds": lifecycle.job_typical_seconds(),
         # Asked only when the page offers an action (a callable is resolved lazily).
-        "can_manage": lambda: teams.job_can_manage(user=request.user, job=job),
+        "can_manage": lambda: teams.job_can_manage(
+            user=request.user, profile=request.profile, job=job
+        ),
     }
     if request.htmx:
         response = render(request, "tasks/job_detail.html#status", context)
@@ -208,18 +213,22 @@ def job_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
-def job_retry(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+def job_retry(request: StudioRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(Job.objects.visible_to(request.user), pk=pk)
-    new_job, _created = services.job_retry(job=job, submitted_by=request.user)
+    try:
+        new_job, _created = submitting.job_retry(job=job, submitted_by=request.user)
+    except submitting.SubmissionRefused as refused:
+        messages.error(request, str(refused))
+        return redirect(job)
     return redirect(new_job)
 
 
 @require_POST
-def job_cancel(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+def job_cancel(request: StudioRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(Job.objects.visible_to(request.user), pk=pk)
-    if not teams.job_can_manage(user=request.user, job=job):
+    if not teams.job_can_manage(user=request.user, profile=request.profile, job=job):
         raise PermissionDenied
-    if not services.job_cancel(job=job):
+    if not submitting.job_cancel(job=job):
         messages.error(request, _("This job was already sent to Kling and can't be cancelled."))
     return redirect(job)
 
@@ -229,7 +238,7 @@ def job_cancel(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def kling_callback(request: HttpRequest, job_id: int, token: str) -> HttpResponse:
     job = Job.objects.filter(pk=job_id).first()
-    if job is None or not services.job_callback_token_is_valid(job=job, token=token):
+    if job is None or not callbacks.job_callback_token_is_valid(job=job, token=token):
         return HttpResponse(status=404)
     if settings.KLING_WEBHOOK_SECRET:
         headers = {key.lower(): value for key, value in request.headers.items()}
@@ -243,22 +252,23 @@ def kling_callback(request: HttpRequest, job_id: int, token: str) -> HttpRespons
         return HttpResponseBadRequest("body is not JSON")
     if not isinstance(payload, dict):
         return HttpResponseBadRequest("body is not a task object")
-    services.job_handle_callback(job=job)
+    callbacks.job_handle_callback(job=job)
     return HttpResponse(status=204)
 
 
 @require_POST
-def job_archive(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+def job_archive(request: StudioRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(Job.objects.visible_to(request.user), pk=pk)
-    if not teams.job_can_manage(user=request.user, job=job):
+    if not teams.job_can_manage(user=request.user, profile=request.profile, job=job):
         raise PermissionDenied
     archive = request.POST.get("archive", "1") == "1"
-    services.job_archive(job=job, archived=archive)
+    submitting.job_archive(job=job, archived=archive)
     if archive:
         messages.success(request, _("Archived. It is hidden from the history but kept."))
     else:
         messages.success(request, _("Back in the history."))
-    return redirect(request.POST.get("next") if _is_local(request.POST.get("next")) else job)
+    next_url = request.POST.get("next")
+    return redirect(next_url if _is_local(next_url) else job)
 
 
 def _is_id(value: str) -> bool:
@@ -270,33 +280,61 @@ def _is_id(value: str) -> bool:
     return value.isascii() and value.isdigit() and len(value) <= 18
 
 
-def _is_local(url: str | None) -> bool:
+def _is_local(url: str | None) -> TypeGuard[str]:
     return bool(url) and url_has_allowed_host_and_scheme(url, allowed_hosts=None)
 
 
 @require_GET
-def job_video(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+def job_video(request: StudioRequest, pk: int) -> HttpResponseBase:
     """The result video: the studio's own copy (seekable), or Kling's link until it has one."""
     job = get_object_or_404(Job.objects.visible_to(request.user), pk=pk)
     as_attachment = request.GET.get("download") == "1"
     if job.stored_video:
-        return ranged_file_response(
+        filename = f"lipsync-{job.pk}.mp4"
+        response = ranged_file_response(
             request,
             job.stored_video.open("rb"),
             size=job.stored_size or job.stored_video.size,
             content_type="video/mp4",
-            filename=f"lipsync-{job.pk}.mp4",
+            filename=filename,
             as_attachment=as_attachment,
         )
+        # On every answer, ranges included: the browser must play or save it, never guess.
+        disposition = "attachment" if as_attachment else "inline"
+        response["Content-Disposition"] = f'{disposition}; filename="{filename}"'
+        response["X-Content-Type-Options"] = "nosniff"
+        return response
     if job.result_video_url and job.kling_link_is_live:
         return redirect(job.result_video_url)
     raise Http404(_("This video is no longer available."))
 
 
+@require_GET
+def job_audio(request: StudioRequest, pk: int) -> FileResponse:
+    """The job's uploaded audio, always as a download typed by its bytes, never by its name."""
+    job = get_object_or_404(Job.objects.visible_to(request.user), pk=pk)
+    if not job.audio_file:
+        raise Http404(_("This job has no uploaded audio."))
+    try:
+        file = job.audio_file.open("rb")
+    except FileNotFoundError:
+        raise Http404(_("This audio file is no longer available.")) from None
+    audio_format = audio_format_of(file=file)
+    response = FileResponse(
+        file,
+        as_attachment=True,
+        filename=f"lipsync-{job.pk}-audio.{audio_format or UNKNOWN_AUDIO_EXTENSION}",
+        content_type=AUDIO_CONTENT_TYPES.get(audio_format or "", UNKNOWN_CONTENT_TYPE),
+    )
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
 @require_http_methods(["GET", "POST"])
-def account(request: HtmxHttpRequest) -> HttpResponse:
+def account(request: StudioRequest) -> HttpResponse:
     """The person's preferences and teams."""
-    profile = teams.profile_get(user=request.user)
+    profile = request.profile
     if request.method == "POST":
         form = AccountForm(request.POST, instance=profile)
         if form.is_valid():
@@ -305,21 +343,23 @@ def account(request: HtmxHttpRequest) -> HttpResponse:
             return redirect("account")
     else:
         form = AccountForm(instance=profile)
-    memberships = request.user.memberships.select_related("team")
     return render(
         request,
         "tasks/account.html",
         {
             "form": form,
-            "memberships": memberships,
-            "current": teams.team_for_person(user=request.user),
+            "memberships": profile.memberships,
+            "current": teams.team_for_person(profile=profile),
         },
     )
 
 
 @require_POST
-def team_switch(request: HtmxHttpRequest) -> HttpResponse:
+def team_switch(request: StudioRequest) -> HttpResponse:
     team_id = request.POST.get("team", "")
-    if not _is_id(team_id) or teams.team_switch(user=request.user, team_id=int(team_id)) is None:
+    if (
+        not _is_id(team_id)
+        or teams.team_switch(profile=request.profile, team_id=int(team_id)) is None
+    ):
         raise Http404
     return redirect("tasks:list")

@@ -15,17 +15,16 @@ from django.test import Client
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 from factories import (
-    TEXT_FORM,
+    MP3,
     assert_no_failed_tasks,
     keeping_the_test_connection,
-    make_job,
     make_member,
     make_worker,
-    tally_drift,
 )
+from kling_faults import FaultySimulator
 
-from tasks_app.kling.simulator import KlingSimulator, ManualClock, SimulatorConfig
 from tasks_app.models import Job, Team
+from tasks_app.simulator import ManualClock, SimulatorConfig
 
 
 def _use_a_file_for_the_sqlite_test_database() -> None:
@@ -56,14 +55,17 @@ def sim_clock() -> ManualClock:
 
 
 @pytest.fixture
-def start_kling(settings) -> Iterator[Callable[..., KlingSimulator]]:
-    """Start a simulator with the given config and point the studio at it."""
-    started: list[KlingSimulator] = []
+def start_kling(settings) -> Iterator[Callable[..., FaultySimulator]]:
+    """Start a simulator with the given config and point the studio at it (a FaultySimulator,
+    so a test can also make it fail: see tests/kling_faults.py)."""
+    started: list[FaultySimulator] = []
 
-    def start(**config) -> KlingSimulator:
-        sim = KlingSimulator(SimulatorConfig(**config)).start()
+    def start(**config) -> FaultySimulator:
+        sim = FaultySimulator(SimulatorConfig(**config)).start()
         started.append(sim)
         settings.KLING_API_BASE_URL = sim.api_url
+        # As in demo mode: the fetch guard lets the result copy read the simulator's files.
+        settings.KLING_SIMULATOR_URL = sim.url
         settings.KLING_API_KEY = config.get("api_key", "demo-key")
         settings.KLING_ACCESS_KEY = None
         settings.KLING_SECRET_KEY = None
@@ -77,7 +79,7 @@ def start_kling(settings) -> Iterator[Callable[..., KlingSimulator]]:
 
 
 @pytest.fixture
-def kling(start_kling, sim_clock) -> KlingSimulator:
+def kling(start_kling, sim_clock) -> FaultySimulator:
     """A simulator whose clock the test moves (no sleeping)."""
     return start_kling(now=sim_clock, submitted_seconds=3, processing_seconds=10)
 
@@ -116,6 +118,14 @@ def alice(client: Client, user) -> Client:
     return client
 
 
+@pytest.fixture
+def carol(teammate) -> Client:
+    """A logged-in client for Carol, Alice's teammate in team A."""
+    client = Client()
+    client.force_login(teammate)
+    return client
+
+
 def run_worker() -> int:
     """Run every task that is due now, as the worker would; return how many ran."""
     before = DBTaskResult.objects.exclude(status="READY").count()
@@ -143,18 +153,12 @@ def worker() -> Callable[[], int]:
     return run
 
 
-@pytest.fixture
-def text_job_data() -> dict:
-    """A valid text job, as the form posts it."""
-    return dict(TEXT_FORM)
-
-
 # --- Added for the app-level tests (forms, pages, callbacks, commands) ------------------------
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def media_root(settings, tmp_path):
-    """Uploaded audio goes to a throwaway directory, not the project's media folder."""
+    """Uploads and result copies go to a throwaway folder, never the repo's media/."""
     settings.MEDIA_ROOT = tmp_path / "media"
     return settings.MEDIA_ROOT
 
@@ -181,13 +185,6 @@ def _wav_bytes(frames: int = 800) -> bytes:
     return buffer.getvalue()
 
 
-def _mp3_bytes() -> bytes:
-    """An ID3v2 tag followed by one MPEG-1 Layer III frame (128 kbit/s, 44.1 kHz)."""
-    tag = b"ID3\x04\x00\x00\x00\x00\x00\x00"  # ID3v2.4 header, empty tag
-    frame_header = b"\xff\xfb\x90\x64"
-    return tag + frame_header + b"\x00" * 413  # a 128k/44.1k frame is 417 bytes long
-
-
 @pytest.fixture
 def wav_bytes() -> bytes:
     return _wav_bytes()
@@ -195,19 +192,7 @@ def wav_bytes() -> bytes:
 
 @pytest.fixture
 def mp3_bytes() -> bytes:
-    return _mp3_bytes()
-
-
-@pytest.fixture
-def submit_job(db) -> Callable[..., Job]:
-    """``submit_job(person, **inputs)``: a job stored through the service, as the form would."""
-    return make_job
-
-
-@pytest.fixture(autouse=True)
-def _media_in_tmp(settings, tmp_path):
-    """Uploads and result copies go to a throwaway folder, never the repo's media/."""
-    settings.MEDIA_ROOT = tmp_path / "media"
+    return MP3
 
 
 @pytest.fixture(autouse=True)
@@ -216,24 +201,6 @@ def _fresh_caches() -> Iterator[None]:
     yield
     for cache in caches.all(initialized_only=True):
         cache.clear()
-
-
-_DATABASE_FIXTURES = {"db", "transactional_db", "live_server", "django_db_reset_sequences"}
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item: pytest.Item):
-    """After every test that used the database, the team tallies still match the jobs.
-
-    ``Job.save`` keeps them; a code path that changed a job around it would make a history
-    page count wrong, so any test that walks such a path fails here."""
-    result = yield
-    if item.get_closest_marker("django_db") or _DATABASE_FIXTURES & set(item.fixturenames):
-        drift = tally_drift()
-        assert not drift, (
-            f"team tallies no longer match the jobs (team, status, archived, n): {drift}"
-        )
-    return result
 
 
 @pytest.fixture(autouse=True)
@@ -246,23 +213,18 @@ def fast_password_hashing(settings) -> None:
 
 
 @pytest.fixture
-def new_job(db) -> Callable[..., Job]:
-    """``new_job(person, team=None, **inputs)``: the same, for a person in several teams."""
-    return lambda person, team=None, **inputs: make_job(person, team=team, **inputs)
-
-
-@pytest.fixture
-def run_job(worker, sim_clock) -> Callable[..., object]:
+def run_job(worker, sim_clock) -> Callable[[Job], Job]:
     """``run_job(job)``: send it, let the simulator's clock pass its end, and run the worker
-    (which also runs the follow-up tasks: the result copy and the e-mail). Needs a simulator
-    started with ``sim_clock`` (the ``kling`` fixture, or ``start_kling(now=sim_clock, ...)``)
-    whose jobs take under 60 simulated seconds."""
+    (which also runs the follow-up tasks: the result copy and the e-mail); the job has then
+    ended. Needs a simulator started with ``sim_clock`` (the ``kling`` fixture, or
+    ``start_kling(now=sim_clock, ...)``) whose jobs take under 60 simulated seconds."""
 
-    def run(job):
+    def run(job: Job) -> Job:
         worker()
         sim_clock.advance(60)
         worker(all_scheduled=True)
         job.refresh_from_db()
+        assert job.is_terminal, job.status_detail
         return job
 
     return run

@@ -1,22 +1,25 @@
-"""Helpers the test modules share: making jobs as the form would, and running the worker."""
+"""Helpers the test modules share: making people and jobs, running the worker, reading pages."""
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import django_tasks_db.management.commands.db_worker as db_worker
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
-from tasks_app import services
-from tasks_app.models import Job, JobEvent, JobStatus, Membership, Team, TeamRole
+from tasks_app.models import Job, JobEvent, JobMode, JobStatus, Membership, Team, TeamRole
+from tasks_app.services import submitting
 
-TEXT_INPUTS = {
+TEXT_INPUTS: dict[str, Any] = {
     "mode": "text2video",
     "video_id": "860327812345678901",
     "text": "Hello there",
@@ -36,50 +39,93 @@ TEXT_FORM = {
     "voice_language": "en",
     "voice_speed": "1.0",
 }
+AUDIO_FORM = {
+    "video_source": "video_id",
+    "video_id": "860327812345678901",
+    "mode": "audio2video",
+    "audio_source": "url",
+    "audio_url": "https://example.com/voice.mp3",
+}
+
+# An ID3v2.4 tag (empty) and one MPEG-1 Layer III frame (128 kbit/s, 44.1 kHz: 417 bytes).
+MP3 = b"ID3\x04\x00\x00\x00\x00\x00\x00" + b"\xff\xfb\x90\x64" + b"\x00" * 413
 
 
-def make_member(username: str, team: Team, role: str = TeamRole.MEMBER):
-    """A person with the tests' password, in ``team`` with ``role``."""
-    person = get_user_model().objects.create_user(username, password="correct horse battery")
-    Membership.objects.create(team=team, user=person, role=role)
+PASSWORD = "correct horse battery"
+
+
+def make_member(username: str, team: Team | None = None, role: str = TeamRole.MEMBER, **fields):
+    """A person who logs in with ``PASSWORD``, in ``team`` with ``role`` (in no team without
+    one); ``fields`` are the user's own (``is_staff``, ``email``)."""
+    person = get_user_model().objects.create_user(username, password=PASSWORD, **fields)
+    if team is not None:
+        Membership.objects.create(team=team, user=person, role=role)
     return person
 
 
-def make_job(person, *, team: Team | None = None, **overrides) -> Job:
-    """A text job stored through the service, as the form would store it.
+# What a person asks for (the service's JobInput); every other field of a job is its state.
+INPUT_NAMES = frozenset(field.name for field in dataclasses.fields(submitting.JobInput))
+UPLOAD_INPUTS = ("audio_upload", "audio_stored_name")  # a stored job has its audio_file
+AUDIO_SOURCES = ("audio_url", *UPLOAD_INPUTS)
 
-    ``team`` defaults to the person's first team; ``overrides`` replace any input.
+
+def make_job(person, *, team: Team | None = None, status: str | None = None, **fields) -> Job:
+    """A job of ``person``'s in ``team`` (by default their first team).
+
+    Without ``status`` it is stored through the service, as the form stores it: pending, with
+    its sending scheduled for the worker; ``fields`` are then inputs only. With ``status`` it
+    is written as the worker would have left it in that state (sent and finished a few minutes
+    ago, with a Kling task id and an event in its timeline) and nothing is scheduled;
+    ``fields`` may then set any field of the job.
+
+    Inputs not given are those of ``TEXT_INPUTS``; a job from a video link has no video id,
+    and an audio job speaks from a link unless it is given a file.
     """
-    job, created = services.job_create(
-        team=team or person.memberships.order_by("pk").first().team,
-        submitted_by=person,
-        job_input=services.JobInput(**(TEXT_INPUTS | overrides)),
-        submission_key=uuid.uuid4(),
-    )
-    assert created
-    return job
+    inputs = TEXT_INPUTS | {name: value for name, value in fields.items() if name in INPUT_NAMES}
+    if inputs.get("video_url") and "video_id" not in fields:
+        inputs["video_id"] = ""
+    if inputs["mode"] == JobMode.AUDIO:
+        inputs |= {"text": "", "voice_id": "", "voice_language": "", "voice_speed": None}
+        if not any(inputs.get(name) for name in AUDIO_SOURCES):
+            inputs["audio_url"] = "https://files.example/track.mp3"
+    team = team or person.memberships.order_by("pk").first().team
+    state = {name: value for name, value in fields.items() if name not in INPUT_NAMES}
 
+    if status is None:
+        if state:
+            raise TypeError(f"{sorted(state)} are not inputs: give the job a status as well")
+        job, created = submitting.job_create(
+            team=team,
+            submitted_by=person,
+            job_input=submitting.JobInput(**inputs),
+            submission_key=uuid.uuid4(),
+        )
+        assert created
+        return job
 
-def make_stored_job(person, status: str, *, text: str, team: Team | None = None, **fields) -> Job:
-    """A job in the database as the worker would have left it in ``status``; nothing sends it
-    anywhere (for pages that need jobs in given states, fast)."""
     now = timezone.now()
     values = {
-        "team": team or person.memberships.order_by("pk").first().team,
+        "team": team,
         "submitted_by": person,
         "status": status,
         "created_at": now - timedelta(minutes=3),
-        **{key: value for key, value in TEXT_INPUTS.items() if key != "text"},
-        "text": text,
+        **{name: value for name, value in inputs.items() if name not in UPLOAD_INPUTS},
     }
+    if inputs.get("audio_stored_name"):
+        values["audio_file"] = inputs["audio_stored_name"]
     if status != JobStatus.PENDING:
         values["sent_at"] = now - timedelta(minutes=2)
         values["kling_task_id"] = f"task-{uuid.uuid4().hex[:16]}"
     if status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED):
         values["finished_at"] = now - timedelta(minutes=1)
-    job = Job.objects.create(**(values | fields))
+    job = Job.objects.create(**(values | state))
     JobEvent.objects.create(job=job, new_status=status, note=f"{status} for the test")
     return job
+
+
+def rows(response) -> list[int]:
+    """The job ids of the history table's rows in a page or partial, in order."""
+    return [int(pk) for pk in re.findall(r'<tr id="job-row-(\d+)"', response.content.decode())]
 
 
 def make_worker(
@@ -116,32 +162,10 @@ def assert_no_failed_tasks() -> None:
     assert not failed.exists(), [(r.task_path, r.traceback) for r in failed]
 
 
-def tally_drift() -> list[tuple]:
-    """(team, status, archived, jobs minus tally) wherever the team's tallies disagree with
-    its jobs, read in one statement so the worker's commits cannot fall between two reads."""
-    from django.db import connection
-
-    from tasks_app.models import JobTally
-
-    job, tally = Job._meta.db_table, JobTally._meta.db_table
-    # Table names come from the models' meta; there are no parameters.
-    sql = (
-        "SELECT team_id, status, archived, SUM(n) FROM ("  # noqa: S608
-        f"  SELECT team_id, status, archived_at IS NOT NULL AS archived, COUNT(*) AS n FROM {job}"
-        "   GROUP BY team_id, status, archived_at IS NOT NULL"
-        f"  UNION ALL SELECT team_id, status, archived, -count FROM {tally}"
-        ") AS counted GROUP BY team_id, status, archived HAVING SUM(n) <> 0"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql)
-        return [tuple(row) for row in cursor.fetchall()]
-
-
 def put_job(job: Job | int, **fields) -> Job:
     """Give a job some state directly (a test's starting point) and return it fresh.
 
-    Saved through ``Job.save``, as the services save, so the team's tallies follow; a queryset
-    ``update`` would leave them behind."""
+    Saved through ``Job.save``, as the services save."""
     job = Job.objects.get(pk=getattr(job, "pk", job))
     for name, value in fields.items():
         setattr(job, name, value)

@@ -141,6 +141,16 @@ class TestDemoSetup:
         assert "'demo'" in out
         assert "http://127.0.0.1:9000/" in out
 
+    def test_in_live_mode_it_makes_no_account_and_says_how_to_make_one(self, db, settings):
+        settings.KLING_DEMO = False
+
+        out, _err = run("demo_setup")
+
+        assert not get_user_model().objects.exists()
+        assert "lipsync-demo" not in out
+        assert "manage.py createsuperuser" in out
+        assert "live Kling" in out
+
     def test_it_does_not_reset_a_changed_password(self, db):
         run("demo_setup")
         demo = get_user_model().objects.get(username="demo")

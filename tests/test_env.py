@@ -186,3 +186,26 @@ class TestImportingTheSettings:
     def test_with_the_required_values_it_imports(self):
         result = import_settings(SECRET_KEY="s3cret", ALLOWED_HOSTS="example.com")
         assert result.returncode == 0, result.stderr
+
+    def test_live_mode_refuses_the_built_in_development_key(self):
+        result = import_settings(DEBUG="1", KLING_API_KEY="sk-live")
+
+        assert result.returncode != 0
+        assert "Live Kling mode needs its own SECRET_KEY" in result.stderr
+        assert "sk-live" not in result.stderr
+
+    def test_live_mode_with_its_own_key_imports(self):
+        result = import_settings(DEBUG="1", SECRET_KEY="s3cret", KLING_API_KEY="sk-live")
+        assert result.returncode == 0, result.stderr
+
+    def test_a_live_base_url_over_plain_http_is_refused(self):
+        live = {"SECRET_KEY": "s3cret", "ALLOWED_HOSTS": "example.com", "KLING_API_KEY": "sk"}
+
+        refused = import_settings(**live, KLING_API_BASE_URL="http://kling.example")
+        allowed = import_settings(
+            **live, KLING_API_BASE_URL="http://127.0.0.1:9", KLING_ALLOW_HTTP="1"
+        )
+
+        assert refused.returncode != 0
+        assert "KLING_API_BASE_URL must start with https://" in refused.stderr
+        assert allowed.returncode == 0, allowed.stderr

@@ -5,37 +5,26 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from django.contrib import admin
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.forms import modelform_factory
+from django.urls import reverse
+from factories import AUDIO_FORM, TEXT_FORM
 
 from tasks_app.forms import JobForm
+from tasks_app.models import Job
 
 VIDEO_ID = "860327812345678901"
 
 
 def text_data(**overrides) -> dict:
-    data = {
-        "video_source": "video_id",
-        "video_id": VIDEO_ID,
-        "mode": "text2video",
-        "text": "Hello from the studio",
-        "voice_id": "genshin_vindi2",
-        "voice_language": "en",
-        "voice_speed": "1.0",
-    }
-    data.update(overrides)
-    return {key: value for key, value in data.items() if value is not None}
+    """The text job the form posts, with ``overrides``; a field set to None is left out."""
+    return {key: value for key, value in (TEXT_FORM | overrides).items() if value is not None}
 
 
 def audio_data(**overrides) -> dict:
-    data = {
-        "video_source": "video_id",
-        "video_id": VIDEO_ID,
-        "mode": "audio2video",
-        "audio_source": "url",
-        "audio_url": "https://example.com/voice.mp3",
-    }
-    data.update(overrides)
-    return {key: value for key, value in data.items() if value is not None}
+    """The same for an audio job."""
+    return {key: value for key, value in (AUDIO_FORM | overrides).items() if value is not None}
 
 
 def upload(content: bytes, name: str = "voice.wav", content_type: str = "audio/wav"):
@@ -526,3 +515,120 @@ class TestFolderLikeVideoLinks:
         )
         assert form.is_valid(), form.errors
         assert form.cleaned_data["text"] == "Hello there"
+
+
+# --- Links that only a real URL parser refuses (issue #13) --------------------------------------
+
+NOT_A_LINK = "This is not a valid web link"
+BROKEN_IPV6 = "http://[::1/a.mp4"
+SPACE_IN_HOST = "https://exa mple.com/a.mp4"
+
+
+class TestMalformedLinks:
+    def video(self, url: str) -> JobForm:
+        return bound(text_data(video_source="video_url", video_id="", video_url=url))
+
+    def audio(self, url: str) -> JobForm:
+        return bound(audio_data(audio_source="url", audio_url=url))
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            BROKEN_IPV6,
+            "https://[::1/clip.mp4",
+            "http://[::1]x/clip.mp4",
+            "http://[not-an-address]/clip.mp4",
+            SPACE_IN_HOST,
+            "https://exa\tmple.com/clip.mp4",
+            "https://example..com/clip.mp4",
+            "https://-example.com/clip.mp4",
+            "https://example.com:99999/clip.mp4",
+            "https://example.com:port/clip.mp4",
+            "https://example.com/my clip.mp4",
+        ],
+    )
+    def test_a_malformed_video_link_is_an_error_next_to_the_field(self, url):
+        form = self.video(url)
+        assert NOT_A_LINK in errors_of(form, "video_url")
+        assert len(form.errors["video_url"]) == 1
+        assert "video_id" not in form.errors
+
+    @pytest.mark.parametrize("url", ["http://[::1/voice.mp3", "https://exa mple.com/voice.mp3"])
+    def test_a_malformed_audio_link_is_an_error_next_to_the_field(self, url):
+        assert NOT_A_LINK in errors_of(self.audio(url), "audio_url")
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "http://[2001:db8::1]/clip.mp4",
+            "https://[2001:db8::1]:8443/clip.mp4",
+            "https://例子.测试/clip.mp4",
+            "https://xn--fsqu00a.xn--0zwm56d/clip.mp4",
+            "https://example.com/my%20clip.mp4",
+            "https://example.com:65535/clip.mp4",
+        ],
+    )
+    def test_well_formed_links_are_still_accepted(self, url):
+        form = self.video(url)
+        assert form.is_valid(), form.errors
+
+
+class TestTheAdminRefusesBadLinks:
+    """The rule sits on the model's fields, so every model form, the admin's included, has it.
+
+    The job admin shows a job's links read-only, so this builds the form the admin would build
+    (``ModelAdmin.form``) for the two fields.
+    """
+
+    def admin_form(self, **data: str):
+        form_class = modelform_factory(
+            Job,
+            form=admin.site._registry[Job].form,
+            fields=["video_url", "audio_url"],
+            # Django 6's default, stated now (Django 5.2 warns about the change otherwise).
+            formfield_callback=lambda field, **kwargs: field.formfield(
+                assume_scheme="https", **kwargs
+            ),
+        )
+        form = form_class(data={"video_url": "", "audio_url": ""} | data)
+        form.is_valid()
+        return form
+
+    @pytest.mark.parametrize(
+        ("field", "url", "message"),
+        [
+            ("video_url", "ftp://example.com/clip.mp4", "http:// or https://"),
+            ("video_url", "https://user:secret@example.com/clip.mp4", "user name or password"),
+            ("video_url", "https://example.com/clip.avi", ".mp4 / .mov"),
+            ("audio_url", "https://example.com/voice.txt", ".mp3 / .wav / .m4a / .aac"),
+            ("audio_url", "ftps://example.com/voice.mp3", "http:// or https://"),
+        ],
+    )
+    def test_a_bad_link_is_refused_with_the_studios_message(self, field, url, message):
+        form = self.admin_form(**{field: url})
+        assert message in errors_of(form, field)
+
+    @pytest.mark.parametrize("url", [BROKEN_IPV6, SPACE_IN_HOST])
+    def test_a_malformed_link_is_refused_without_an_exception(self, url):
+        assert errors_of(self.admin_form(video_url=url), "video_url")
+
+    def test_good_links_pass(self):
+        form = self.admin_form(
+            video_url="https://example.com/clip.mp4", audio_url="https://example.com/voice.mp3"
+        )
+        assert form.is_valid(), form.errors
+
+
+@pytest.mark.django_db
+class TestMalformedLinksNeverReachKling:
+    @pytest.mark.parametrize("url", [BROKEN_IPV6, SPACE_IN_HOST])
+    def test_the_page_says_what_is_wrong_and_nothing_is_sent(self, url, alice, kling, worker):
+        data = text_data(video_source="video_url", video_id="", video_url=url)
+        response = alice.post(reverse("tasks:create"), data)
+
+        assert response.status_code == 400
+        assert NOT_A_LINK in errors_of(response.context["form"], "video_url")
+        assert NOT_A_LINK in response.content.decode()
+        worker(all_scheduled=True)
+        assert not Job.objects.exists()
+        assert kling.create_calls == 0

@@ -5,16 +5,17 @@ from __future__ import annotations
 import base64
 import re
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.test import Client
-from factories import TEXT_FORM
+from django.utils import timezone
+from factories import TEXT_FORM, make_job, put_job, rows
 
-from tasks_app import services
 from tasks_app.models import Job, JobStatus
+from tasks_app.services import submitting
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media_root")]
+pytestmark = pytest.mark.django_db
 
 NEW = "/tasks/new/"
 HTMX = {"HTTP_HX_REQUEST": "true"}
@@ -26,17 +27,6 @@ def form_data(**overrides) -> dict:
 
 def detail_url(job: Job) -> str:
     return f"/tasks/{job.pk}/"
-
-
-def run_to_the_end(job: Job, sim_clock, worker) -> Job:
-    worker()
-    sim_clock.advance(4)
-    worker(all_scheduled=True)
-    sim_clock.advance(11)
-    worker(all_scheduled=True)
-    job.refresh_from_db()
-    assert job.is_terminal
-    return job
 
 
 class TestTheNewJobPage:
@@ -188,10 +178,8 @@ class TestTheNewJobPage:
 
 
 class TestTheJobPage:
-    def test_it_shows_the_status_in_plain_words(
-        self, alice, user, submit_job, kling, sim_clock, worker
-    ):
-        job = submit_job(user, text="Plain words", voice_id="AOT")
+    def test_it_shows_the_status_in_plain_words(self, alice, user, kling, run_job):
+        job = make_job(user, text="Plain words", voice_id="AOT")
 
         waiting = alice.get(detail_url(job)).content.decode()
         assert "Waiting to be sent" in waiting
@@ -199,16 +187,16 @@ class TestTheJobPage:
         assert "Plain words" in waiting
         assert "Ace" in waiting  # the voice by its name, not its id
 
-        run_to_the_end(job, sim_clock, worker)
+        run_job(job)
         done = alice.get(detail_url(job)).content.decode()
         assert "Your lip-synced video is ready." in done
         assert "Make another lip-sync from this video" in done
 
     def test_a_failed_job_says_why_in_plain_words_and_offers_to_try_again(
-        self, alice, user, submit_job, kling, sim_clock, worker
+        self, alice, user, kling, run_job
     ):
-        job = submit_job(user, video_id="", video_url="https://example.com/noface.mp4")
-        run_to_the_end(job, sim_clock, worker)
+        job = make_job(user, video_id="", video_url="https://example.com/noface.mp4")
+        run_job(job)
 
         html = alice.get(detail_url(job)).content.decode()
 
@@ -217,21 +205,19 @@ class TestTheJobPage:
         assert "Try again" in html
         assert f"/tasks/new/?from={job.pk}" in html
 
-    def test_a_job_taking_long_is_flagged(self, alice, user, submit_job, kling, worker, settings):
+    def test_a_job_taking_long_is_flagged(self, alice, user, kling, worker, settings):
         settings.KLING_SLOW_AFTER_MINUTES = 1
-        job = submit_job(user)
+        job = make_job(user)
         worker()
         assert "Taking longer than usual" not in alice.get(detail_url(job)).content.decode()
-
-        from datetime import timedelta
 
         Job.objects.filter(pk=job.pk).update(sent_at=job.created_at - timedelta(minutes=2))
         assert "Taking longer than usual" in alice.get(detail_url(job)).content.decode()
 
     def test_the_poll_returns_only_the_status_and_stops_once_finished(
-        self, alice, user, submit_job, kling, sim_clock, worker
+        self, alice, user, kling, worker, run_job
     ):
-        job = submit_job(user)
+        job = make_job(user)
 
         pending = alice.get(detail_url(job), **HTMX)
         assert pending.status_code == 200
@@ -244,13 +230,13 @@ class TestTheJobPage:
         worker()
         assert alice.get(detail_url(job), **HTMX).status_code == 200
 
-        run_to_the_end(job, sim_clock, worker)
+        run_job(job)
         done = alice.get(detail_url(job), **HTMX)
         assert done.status_code == 286
         assert "Your lip-synced video is ready." in done.content.decode()
 
-    def test_polls_and_page_views_never_call_kling(self, alice, user, submit_job, kling, worker):
-        job = submit_job(user)
+    def test_polls_and_page_views_never_call_kling(self, alice, user, kling, worker):
+        job = make_job(user)
         worker()
         queries, creates, lists = kling.query_count, kling.create_calls, kling.list_count
 
@@ -268,41 +254,37 @@ class TestTheJobPage:
 
 
 class TestTheHistoryPage:
-    def test_it_lists_the_teams_jobs_newest_first(
-        self, alice, user, teammate, other_user, submit_job, kling
-    ):
-        first = submit_job(user, text="first")
-        second = submit_job(teammate, text="second")
-        third = submit_job(user, text="third")
-        submit_job(other_user, text="not ours")
+    def test_it_lists_the_teams_jobs_newest_first(self, alice, user, teammate, other_user, kling):
+        first = make_job(user, text="first")
+        second = make_job(teammate, text="second")
+        third = make_job(user, text="third")
+        make_job(other_user, text="not ours")
 
         response = alice.get("/tasks/")
 
         assert response.status_code == 200
-        html = response.content.decode()
-        rows = [int(pk) for pk in re.findall(r'id="job-row-(\d+)"', html)]
-        assert rows == [third.pk, second.pk, first.pk]
-        assert "not ours" not in html
+        assert rows(response) == [third.pk, second.pk, first.pk]
+        assert "not ours" not in response.content.decode()
 
-    def test_live_rows_keep_polling_while_a_job_is_active(self, alice, user, submit_job, kling):
-        job = submit_job(user)
+    def test_live_rows_keep_polling_while_a_job_is_active(self, alice, user, kling):
+        job = make_job(user)
 
         response = alice.get(f"/tasks/live/?id={job.pk}", **HTMX)
 
         assert response.status_code == 200
         assert f'id="job-row-{job.pk}"' in response.content.decode()
 
-    def test_live_rows_stop_polling_when_none_is_active(self, alice, user, submit_job, kling):
-        job = submit_job(user)
-        services.job_cancel(job=job)
+    def test_live_rows_stop_polling_when_none_is_active(self, alice, user, kling):
+        job = make_job(user)
+        submitting.job_cancel(job=job)
 
         response = alice.get(f"/tasks/live/?id={job.pk}", **HTMX)
 
         assert response.status_code == 286
         assert f'id="job-row-{job.pk}"' in response.content.decode()
 
-    def test_live_rows_ignore_another_teams_jobs(self, alice, other_user, submit_job, kling):
-        theirs = submit_job(other_user, text="secret plans")
+    def test_live_rows_ignore_another_teams_jobs(self, alice, other_user, kling):
+        theirs = make_job(other_user, text="secret plans")
 
         response = alice.get(f"/tasks/live/?id={theirs.pk}", **HTMX)
 
@@ -311,11 +293,9 @@ class TestTheHistoryPage:
 
 
 class TestTryingAgain:
-    def test_try_again_makes_one_new_job_with_the_same_inputs(
-        self, alice, user, submit_job, kling, sim_clock, worker
-    ):
-        job = submit_job(user, video_id="", video_url="https://example.com/noface.mp4")
-        run_to_the_end(job, sim_clock, worker)
+    def test_try_again_makes_one_new_job_with_the_same_inputs(self, alice, user, kling, run_job):
+        job = make_job(user, video_id="", video_url="https://example.com/noface.mp4")
+        run_job(job)
 
         first = alice.post(f"/tasks/{job.pk}/retry/")
         second = alice.post(f"/tasks/{job.pk}/retry/")
@@ -335,6 +315,8 @@ class TestTryingAgain:
         data["audio_file"] = SimpleUploadedFile("line.wav", wav_bytes, content_type="audio/wav")
         alice.post(NEW, data)
         job = Job.objects.get()
+        worker()
+        put_job(job, status=JobStatus.FAILED)  # as if Kling had failed it
 
         alice.post(f"/tasks/{job.pk}/retry/")
         retry = Job.objects.get(retry_of=job)
@@ -347,8 +329,39 @@ class TestTryingAgain:
             wav_bytes,
         ]
 
-    def test_edit_and_try_again_fills_in_the_form(self, alice, user, submit_job, kling):
-        job = submit_job(
+    @pytest.mark.parametrize(
+        "status", [JobStatus.PENDING, JobStatus.SENT, JobStatus.PROCESSING, JobStatus.SUCCEEDED]
+    )
+    def test_only_a_failed_or_cancelled_job_can_be_tried_again(self, alice, user, status):
+        job = make_job(user, status=status)
+
+        response = alice.post(f"/tasks/{job.pk}/retry/", follow=True)
+
+        assert not Job.objects.filter(retry_of=job).exists()
+        assert response.redirect_chain[-1][0] == detail_url(job)
+        assert "Only a failed or cancelled job can be tried again." in response.content.decode()
+
+    def test_a_retry_counts_against_the_per_minute_limit(self, alice, user, settings):
+        settings.SUBMISSIONS_PER_MINUTE = 2
+        failed = make_job(user, status=JobStatus.FAILED)  # three minutes ago
+        make_job(user), make_job(user)  # two new jobs this minute
+
+        response = alice.post(f"/tasks/{failed.pk}/retry/", follow=True)
+
+        assert not Job.objects.filter(retry_of=failed).exists()
+        assert "the most the studio allows" in response.content.decode()
+
+    def test_a_retry_of_a_retry_obeys_the_same_rules(self, alice, user, kling, run_job):
+        job = make_job(user, status=JobStatus.FAILED)
+        alice.post(f"/tasks/{job.pk}/retry/")
+        retry = Job.objects.get(retry_of=job)
+
+        alice.post(f"/tasks/{retry.pk}/retry/")  # still pending: refused
+
+        assert Job.objects.count() == 2
+
+    def test_edit_and_try_again_fills_in_the_form(self, alice, user, kling):
+        job = make_job(
             user,
             text="Edit me",
             voice_id="tiyuxi_xuedi",
@@ -378,9 +391,9 @@ class TestTryingAgain:
         assert 'value="987654321098765432"' in response.content.decode()
 
     def test_the_result_offers_a_link_that_fills_in_the_result_video(
-        self, alice, user, submit_job, kling, sim_clock, worker
+        self, alice, user, kling, run_job
     ):
-        job = run_to_the_end(submit_job(user), sim_clock, worker)
+        job = run_job(make_job(user))
         assert job.result_video_id
 
         html = alice.get(detail_url(job)).content.decode()
@@ -389,8 +402,8 @@ class TestTryingAgain:
 
 
 class TestCancelling:
-    def test_a_job_not_yet_sent_can_be_cancelled(self, alice, user, submit_job, kling, worker):
-        job = submit_job(user)
+    def test_a_job_not_yet_sent_can_be_cancelled(self, alice, user, kling, worker):
+        job = make_job(user)
 
         response = alice.post(f"/tasks/{job.pk}/cancel/")
 
@@ -401,8 +414,8 @@ class TestCancelling:
         worker(all_scheduled=True)
         assert kling.create_calls == 0
 
-    def test_a_sent_job_cannot_be_cancelled(self, alice, user, submit_job, kling, worker):
-        job = submit_job(user)
+    def test_a_sent_job_cannot_be_cancelled(self, alice, user, kling, worker):
+        job = make_job(user)
         worker()
 
         response = alice.post(f"/tasks/{job.pk}/cancel/", follow=True)
@@ -411,19 +424,22 @@ class TestCancelling:
         assert job.status == JobStatus.SENT
         assert "can&#x27;t be cancelled" in response.content.decode()
 
-    def test_a_job_whose_send_has_begun_cannot_be_cancelled(self, alice, user, submit_job, kling):
-        from django.utils import timezone
-
-        job = submit_job(user)
+    def test_a_job_whose_send_has_begun_cannot_be_cancelled(self, alice, user, kling):
+        job = make_job(user)
         Job.objects.filter(pk=job.pk).update(send_started_at=timezone.now())
 
-        alice.post(f"/tasks/{job.pk}/cancel/")
+        response = alice.post(f"/tasks/{job.pk}/cancel/", follow=True)
 
         job.refresh_from_db()
         assert job.status == JobStatus.PENDING
+        assert response.redirect_chain == [(detail_url(job), 302)]
+        assert response.status_code == 200
+        page = response.content.decode()
+        assert "can&#x27;t be cancelled" in page
+        assert "Waiting to be sent" in page  # the job page, as it still is
 
-    def test_cancel_needs_a_post(self, alice, user, submit_job, kling):
-        job = submit_job(user)
+    def test_cancel_needs_a_post(self, alice, user, kling):
+        job = make_job(user)
         assert alice.get(f"/tasks/{job.pk}/cancel/").status_code == 405
         job.refresh_from_db()
         assert job.status == JobStatus.PENDING
@@ -431,14 +447,12 @@ class TestCancelling:
 
 class TestAnotherTeamsJobs:
     @pytest.fixture
-    def alices_job(self, user, submit_job, kling):
-        return submit_job(user, text="Alice's secret line")
+    def alices_job(self, user, kling):
+        return make_job(user, text="Alice's secret line")
 
-    def test_the_page_is_not_found(self, bob, alices_job):
-        assert bob.get(detail_url(alices_job)).status_code == 404
-
-    def test_the_poll_is_not_found(self, bob, alices_job):
-        assert bob.get(detail_url(alices_job), **HTMX).status_code == 404
+    @pytest.mark.parametrize("headers", [{}, HTMX], ids=["page", "poll"])
+    def test_the_job_is_not_found(self, bob, alices_job, headers):
+        assert bob.get(detail_url(alices_job), **headers).status_code == 404
 
     def test_try_again_is_not_found_and_makes_nothing(self, bob, alices_job):
         assert bob.post(f"/tasks/{alices_job.pk}/retry/").status_code == 404
@@ -456,9 +470,7 @@ class TestAnotherTeamsJobs:
         assert "text" not in response.context["form"].initial
         assert "secret line" not in response.content.decode()
 
-    def test_a_teammate_sees_the_job(self, teammate, alices_job):
-        carol = Client()
-        carol.force_login(teammate)
+    def test_a_teammate_sees_the_job(self, carol, alices_job):
         assert carol.get(detail_url(alices_job)).status_code == 200
 
 
@@ -479,41 +491,35 @@ class TestAnonymousVisitors:
 
 
 class TestResubmittingAtTheRateLimit:
-    def test_a_resubmitted_form_finds_its_job_even_at_the_limit(
-        self, alice, kling, text_job_data, settings
-    ):
+    def test_a_resubmitted_form_finds_its_job_even_at_the_limit(self, alice, kling, settings):
         settings.SUBMISSIONS_PER_MINUTE = 1
-        data = text_job_data | {"submission_key": "0b6f3c1e-9a54-4b1a-8d0f-2f0a6c7d9e11"}
+        data = TEXT_FORM | {"submission_key": "0b6f3c1e-9a54-4b1a-8d0f-2f0a6c7d9e11"}
         first = alice.post("/tasks/new/", data)
         again = alice.post("/tasks/new/", data)
         assert first.status_code == 302
         assert again.status_code == 302
         assert again["Location"] == first["Location"]
-        other = alice.post("/tasks/new/", text_job_data)
+        other = alice.post("/tasks/new/", TEXT_FORM)
         assert other.status_code == 400
         assert "in the last minute" in other.content.decode()
 
 
 class TestTheStatusPoll:
-    HTMX = {"HTTP_HX_REQUEST": "true"}
-
-    def test_a_poll_takes_at_most_three_queries(
-        self, client, user, submit_job, django_assert_max_num_queries
-    ):
-        job = submit_job(user)
-        client.login(username="alice", password="correct horse battery")
-        client.get(f"/tasks/{job.pk}/", **self.HTMX)  # the typical time is cached after this
+    def test_a_poll_takes_at_most_three_queries(self, client, user, django_assert_max_num_queries):
+        job = make_job(user)
+        client.force_login(user)
+        client.get(f"/tasks/{job.pk}/", **HTMX)  # the typical time is cached after this
         with django_assert_max_num_queries(3):
-            response = client.get(f"/tasks/{job.pk}/", **self.HTMX)
+            response = client.get(f"/tasks/{job.pk}/", **HTMX)
         assert response.status_code == 200
 
     def test_the_cancel_button_survives_the_poll_for_the_submitter_only(
-        self, alice, user, submit_job, teammate
+        self, alice, user, teammate
     ):
-        job = submit_job(user)
-        polled = alice.get(f"/tasks/{job.pk}/", **self.HTMX).content.decode()
+        job = make_job(user)
+        polled = alice.get(f"/tasks/{job.pk}/", **HTMX).content.decode()
         assert "Cancel this job" in polled
 
         alice.force_login(teammate)
-        polled = alice.get(f"/tasks/{job.pk}/", **self.HTMX).content.decode()
+        polled = alice.get(f"/tasks/{job.pk}/", **HTMX).content.decode()
         assert "Cancel this job" not in polled

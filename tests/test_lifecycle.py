@@ -10,10 +10,10 @@ from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 from factories import make_job
 
-from tasks_app import services
 from tasks_app.kling import LipSyncRequest, TextSpeech, VideoSource
 from tasks_app.kling_setup import kling_client
 from tasks_app.models import Job, JobEvent, JobStatus
+from tasks_app.services import callbacks, lifecycle, submitting
 
 pytestmark = pytest.mark.django_db
 
@@ -46,19 +46,11 @@ class TestHappyPath:
         assert statuses == ["pending", "sent", "processing", "succeeded"]
 
 
-def make_due_now() -> None:
-    DBTaskResult.objects.filter(status="READY").update(run_after=timezone.now())
-
-
 def advance_to_sent(job: Job, worker) -> Job:
     worker()
     job.refresh_from_db()
     assert job.status == JobStatus.SENT, job.status_detail
     return job
-
-
-def create_requests(kling) -> list:
-    return [r for r in kling.requests if r.method == "POST" and r.path == "/v1/videos/lip-sync"]
 
 
 def text_request(video_id: str, text: str = "Hello there") -> LipSyncRequest:
@@ -101,7 +93,7 @@ class TestFailure:
         queries = kling.query_count
 
         worker(all_scheduled=True)
-        services.job_advance(job_id=job.pk, due=None)
+        lifecycle.job_advance(job_id=job.pk, due=None)
 
         assert kling.query_count == queries
 
@@ -158,6 +150,7 @@ class TestRetryableSendErrors:
             assert job.status == JobStatus.PENDING
             assert job.send_attempts == attempt
             expected = timedelta(seconds=3 * 2 ** (attempt - 1))
+            assert job.next_check_at is not None
             assert before + expected <= job.next_check_at <= after + expected
             waits.append(expected)
         assert waits[0] < waits[1] < waits[2]
@@ -186,6 +179,7 @@ class TestRetryableSendErrors:
         after = timezone.now()
         job.refresh_from_db()
         cap = timedelta(seconds=12)
+        assert job.next_check_at is not None
         assert before + cap <= job.next_check_at <= after + cap
 
     def test_it_gives_up_after_the_most_attempts_allowed(self, user, kling, worker, settings):
@@ -322,6 +316,49 @@ class TestUnknownOutcomeOfASend:
         assert set(kling.tasks) == {job.kling_task_id, other.kling_task_id}
         assert kling.created_count == 2
 
+    @staticmethod
+    def two_lost_creates_from_one_clip(user, other_user, kling, worker) -> tuple[Job, Job]:
+        """Two teams send the same clip at once and both answers are lost: Kling lists two
+        tasks from that clip and nothing tells whose is whose."""
+        kling.inject_disconnect("POST", "/lip-sync", take_effect=True)
+        kling.inject_disconnect("POST", "/lip-sync", take_effect=True)
+        ours = make_job(user, video_id="333333333333333333")
+        theirs = make_job(other_user, video_id="333333333333333333")
+        worker()
+        worker(all_scheduled=True)
+        return ours, theirs
+
+    def test_two_lost_creates_from_one_clip_adopt_nothing_and_wait_for_a_person(
+        self, user, other_user, kling, worker, sim_clock
+    ):
+        jobs = self.two_lost_creates_from_one_clip(user, other_user, kling, worker)
+        sim_clock.advance(60)
+        worker(all_scheduled=True)
+
+        for job in jobs:
+            job.refresh_from_db()
+            assert job.needs_person
+            assert job.status == JobStatus.PENDING
+            assert job.kling_task_id is None
+            assert job.next_check_at is None
+            assert "cannot tell which task is this job's" in job.status_detail
+        assert kling.create_calls == kling.created_count == 2  # never sent again blindly
+        assert lifecycle.job_sweep() == 0
+
+    def test_a_held_job_is_sent_again_or_stopped_by_a_person(self, user, other_user, kling, worker):
+        ours, theirs = self.two_lost_creates_from_one_clip(user, other_user, kling, worker)
+
+        assert lifecycle.job_release(job=ours, send_again=True)
+        assert lifecycle.job_release(job=theirs, send_again=False)
+        assert not lifecycle.job_release(job=theirs, send_again=True)  # no longer held
+        worker()
+
+        ours.refresh_from_db()
+        theirs.refresh_from_db()
+        assert not ours.needs_person and ours.status == JobStatus.SENT
+        assert theirs.status == JobStatus.FAILED and not theirs.needs_person
+        assert kling.created_count == 3
+
     def test_it_does_not_adopt_a_task_made_from_another_video(self, user, kling, worker, settings):
         settings.KLING_RECONCILE_GRACE_SECONDS = 30
         # Someone else on the same Kling account made a task from another video meanwhile.
@@ -360,6 +397,8 @@ class TestUnknownOutcomeOfASend:
         assert job.status == JobStatus.PENDING
         assert kling.list_count == 1
         assert kling.create_calls == 1
+        assert job.next_check_at is not None
+        assert job.send_started_at is not None
         assert job.next_check_at <= job.send_started_at + timedelta(seconds=30)
 
         # The grace has passed and the task never showed up: send it again, exactly once.
@@ -409,7 +448,7 @@ class TestAWorkerKilledMidSend:
         )
         assert worker() == 0  # nothing is scheduled any more
 
-        assert services.job_sweep() == 1
+        assert lifecycle.job_sweep() == 1
         worker()
         job.refresh_from_db()
 
@@ -417,21 +456,21 @@ class TestAWorkerKilledMidSend:
         assert job.kling_task_id == created.task_id
         assert kling.created_count == 1
         assert kling.create_calls == 1
-        assert services.job_sweep() == 0
+        assert lifecycle.job_sweep() == 0
 
     def test_the_sweep_leaves_jobs_on_schedule_alone(self, user, kling, worker):
         job = make_job(user)
         advance_to_sent(job, worker)
         Job.objects.filter(pk=job.pk).update(next_check_at=timezone.now() - timedelta(seconds=30))
 
-        assert services.job_sweep() == 0
+        assert lifecycle.job_sweep() == 0
 
     def test_the_sweep_ignores_finished_jobs(self, user, kling, worker):
         job = make_job(user)
-        services.job_cancel(job=job)
+        submitting.job_cancel(job=job)
         Job.objects.filter(pk=job.pk).update(next_check_at=timezone.now() - timedelta(hours=1))
 
-        assert services.job_sweep() == 0
+        assert lifecycle.job_sweep() == 0
 
 
 class TestStaleRuns:
@@ -439,7 +478,7 @@ class TestStaleRuns:
         job = advance_to_sent(make_job(user), worker)
         queries = kling.query_count
 
-        services.job_handle_callback(job=job)
+        callbacks.job_handle_callback(job=job)
         ran = worker(all_scheduled=True)
 
         assert ran == 2  # the old run and the callback's run both ran ...
@@ -449,7 +488,8 @@ class TestStaleRuns:
         job = advance_to_sent(make_job(user), worker)
         queries = kling.query_count
 
-        services.job_advance(job_id=job.pk, due=job.next_check_at - timedelta(seconds=1))
+        assert job.next_check_at is not None
+        lifecycle.job_advance(job_id=job.pk, due=job.next_check_at - timedelta(seconds=1))
 
         assert kling.query_count == queries
         job.refresh_from_db()
@@ -473,6 +513,7 @@ class TestPolling:
             assert job.error_code == 5000
             assert job.status == JobStatus.SENT
             delta = timedelta(seconds=wait)
+            assert job.next_check_at is not None
             assert before + delta <= job.next_check_at <= after + delta
 
         sim_clock.advance(4)
@@ -496,6 +537,7 @@ class TestPolling:
         job.refresh_from_db()
 
         cap = timedelta(seconds=4 * settings.KLING_POLL_FAST_SECONDS)
+        assert job.next_check_at is not None
         assert before + cap <= job.next_check_at <= after + cap
 
     def test_a_task_kling_keeps_not_finding_fails_in_the_end(self, user, kling, worker):
@@ -530,10 +572,13 @@ class TestPolling:
         job.refresh_from_db()
 
         delta = timedelta(seconds=interval)
+        assert job.next_check_at is not None
         assert before + delta <= job.next_check_at <= after + delta
 
     def test_the_first_check_is_due_5_s_after_sending(self, user, kling, worker):
         job = advance_to_sent(make_job(user), worker)
+        assert job.next_check_at is not None
+        assert job.sent_at is not None
         assert job.next_check_at - job.sent_at == timedelta(seconds=5)
 
     def test_the_cap_setting_bounds_every_interval(self, user, kling, worker, settings):
@@ -546,6 +591,7 @@ class TestPolling:
         after = timezone.now()
         job.refresh_from_db()
 
+        assert job.next_check_at is not None
         assert before + timedelta(seconds=10) <= job.next_check_at <= after + timedelta(seconds=10)
 
 

@@ -3,93 +3,45 @@
 from __future__ import annotations
 
 import hashlib
-import socket
-import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
+from factories import make_job
+from local_http import LocalServer, serving, unused_port
 
-from tasks_app.kling.simulator import DEFAULT_ASSETS_DIR, DEMO_RESULT_NAME
 from tasks_app.models import Job, JobStatus
+from tasks_app.simulator import DEFAULT_ASSETS_DIR, DEMO_RESULT_NAME
 
 pytestmark = pytest.mark.django_db
 
 ASSET = (DEFAULT_ASSETS_DIR / DEMO_RESULT_NAME).read_bytes()
-STORE_TASK = "tasks_app.tasks.store_result"
-
-
-class FileServer(ThreadingHTTPServer):
-    """A tiny stand-in for Kling's file server; ``mode`` says how it answers."""
-
-    daemon_threads = True
-    mode = "video"
-    hits = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: FileServer
-
-    def log_message(self, format, *args) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self.server.hits += 1
-        mode = self.server.mode
-        try:
-            if mode == "html":
-                self._send(200, b"<html><body>Sign in to continue</body></html>", "text/html")
-            elif mode == "error":
-                self._send(500, b"Internal Server Error", "text/plain")
-            elif mode == "huge":
-                self.send_response(200)
-                self.send_header("Content-Type", "video/mp4")
-                self.send_header("Content-Length", str(50 * 1024**3))
-                self.end_headers()
-                self.wfile.write(ASSET[:1024])
-            elif mode == "unsized":
-                # No Content-Length: only counting the bytes as they arrive can stop it.
-                self.send_response(200)
-                self.send_header("Content-Type", "video/mp4")
-                self.send_header("Connection", "close")
-                self.end_headers()
-                self.wfile.write(ASSET)
-            else:
-                self._send(200, ASSET, "video/mp4")
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-
-    def _send(self, status: int, body: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+STORE_TASK = "tasks_app.results.store_result"
 
 
 @pytest.fixture
-def file_server() -> Iterator[FileServer]:
-    server = FileServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+def file_server(settings) -> Iterator[LocalServer]:
+    """Kling's file server, on loopback: allow-listed, as a private file host would be."""
+    with serving(ASSET) as server:
+        settings.MEDIA_FETCH_ALLOWED_HOSTS = [f"127.0.0.1:{server.port}"]
+        yield server
 
 
 @pytest.fixture
-def closed_port_url() -> str:
-    """A local address nothing listens on: connecting is refused."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+def internal_service() -> Iterator[LocalServer]:
+    """Something else on the studio's machine that serves a video: not allow-listed."""
+    with serving(ASSET) as server:
+        yield server
+
+
+@pytest.fixture
+def closed_port_url(settings) -> str:
+    """A local address nothing listens on (allow-listed): connecting is refused."""
+    port = unused_port()
+    settings.MEDIA_FETCH_ALLOWED_HOSTS = [f"127.0.0.1:{port}"]
     return f"http://127.0.0.1:{port}"
 
 
@@ -116,8 +68,8 @@ def body_of(response) -> bytes:
 
 
 class TestCopyingTheResult:
-    def test_stores_the_video_with_its_size_and_checksum(self, kling, user, new_job, run_job):
-        job = run_job(new_job(user))
+    def test_stores_the_video_with_its_size_and_checksum(self, kling, user, run_job):
+        job = run_job(make_job(user))
 
         assert job.status == JobStatus.SUCCEEDED
         assert job.stored_video
@@ -129,10 +81,8 @@ class TestCopyingTheResult:
             assert stored.read() == ASSET
         assert store_retries() == []
 
-    def test_the_detail_page_says_the_studio_keeps_a_copy(
-        self, kling, alice, user, new_job, run_job
-    ):
-        job = run_job(new_job(user))
+    def test_the_detail_page_says_the_studio_keeps_a_copy(self, kling, alice, user, run_job):
+        job = run_job(make_job(user))
 
         page = alice.get(job.get_absolute_url()).content.decode()
 
@@ -140,12 +90,12 @@ class TestCopyingTheResult:
         assert f'src="/tasks/{job.pk}/video/"' in page
 
     def test_a_job_that_already_has_a_copy_is_not_downloaded_again(
-        self, file_server, kling_serving_from, user, new_job, run_job, worker
+        self, file_server, kling_serving_from, user, run_job, worker
     ):
-        from tasks_app.tasks import store_result
+        from tasks_app.results import store_result
 
         kling_serving_from(file_server.url)
-        job = run_job(new_job(user))
+        job = run_job(make_job(user))
         assert file_server.hits == 1
 
         store_result.enqueue(job.pk)
@@ -158,8 +108,8 @@ class TestCopyingTheResult:
 
 class TestServingTheVideo:
     @pytest.fixture
-    def stored(self, kling, user, new_job, run_job) -> Job:
-        job = run_job(new_job(user))
+    def stored(self, kling, user, run_job) -> Job:
+        job = run_job(make_job(user))
         assert job.stored_video
         return job
 
@@ -207,6 +157,44 @@ class TestServingTheVideo:
         assert response.status_code == 416
         assert response["Content-Range"] == f"bytes */{len(ASSET)}"
 
+    def test_a_start_of_thousands_of_digits_is_unsatisfiable(self, alice, stored):
+        response = alice.get(f"/tasks/{stored.pk}/video/", HTTP_RANGE=f"bytes={'9' * 5000}-")
+
+        assert response.status_code == 416
+        assert response["Content-Range"] == f"bytes */{len(ASSET)}"
+
+    def test_an_end_of_thousands_of_digits_runs_to_the_end(self, alice, stored):
+        response = alice.get(f"/tasks/{stored.pk}/video/", HTTP_RANGE=f"bytes=100-{'9' * 5000}")
+
+        assert response.status_code == 206
+        assert response["Content-Range"] == f"bytes 100-{len(ASSET) - 1}/{len(ASSET)}"
+        assert body_of(response) == ASSET[100:]
+
+    def test_a_suffix_of_thousands_of_digits_is_the_whole_file(self, alice, stored):
+        response = alice.get(f"/tasks/{stored.pk}/video/", HTTP_RANGE=f"bytes=-{'9' * 5000}")
+
+        assert response.status_code == 206
+        assert response["Content-Range"] == f"bytes 0-{len(ASSET) - 1}/{len(ASSET)}"
+        assert body_of(response) == ASSET
+
+    def test_leading_zeros_do_not_make_a_number_large(self, alice, stored):
+        response = alice.get(
+            f"/tasks/{stored.pk}/video/", HTTP_RANGE=f"bytes={'0' * 5000}10-{'0' * 5000}19"
+        )
+
+        assert response.status_code == 206
+        assert body_of(response) == ASSET[10:20]
+
+    @pytest.mark.parametrize(
+        "header",
+        ["bytes=abc", "bytes=0-1,5-9", "pages=0-9", "bytes=-", "bytes=\u0661-\u0665", "bytes 0-9"],
+    )
+    def test_a_malformed_range_is_ignored_and_the_whole_file_served(self, alice, stored, header):
+        response = alice.get(f"/tasks/{stored.pk}/video/", HTTP_RANGE=header)
+
+        assert response.status_code == 200
+        assert body_of(response) == ASSET
+
     def test_download_1_makes_it_an_attachment(self, alice, stored):
         response = alice.get(f"/tasks/{stored.pk}/video/?download=1")
 
@@ -220,11 +208,11 @@ class TestServingTheVideo:
         assert not response.get("Content-Disposition", "").startswith("attachment")
 
     def test_before_a_copy_exists_it_redirects_to_klings_link(
-        self, file_server, kling_serving_from, alice, user, new_job, run_job
+        self, file_server, kling_serving_from, alice, user, run_job
     ):
         file_server.mode = "error"
         kling_serving_from(file_server.url)
-        job = run_job(new_job(user))
+        job = run_job(make_job(user))
         assert not job.stored_video
 
         response = alice.get(f"/tasks/{job.pk}/video/")
@@ -234,11 +222,11 @@ class TestServingTheVideo:
         assert job.result_video_url.startswith(file_server.url)
 
     def test_once_klings_link_expired_and_no_copy_exists_it_is_gone(
-        self, file_server, kling_serving_from, alice, user, new_job, run_job
+        self, file_server, kling_serving_from, alice, user, run_job
     ):
         file_server.mode = "error"
         kling_serving_from(file_server.url)
-        job = run_job(new_job(user))
+        job = run_job(make_job(user))
         Job.objects.filter(pk=job.pk).update(finished_at=timezone.now() - timedelta(days=31))
 
         assert alice.get(f"/tasks/{job.pk}/video/").status_code == 404
@@ -254,13 +242,13 @@ FAILURES = {
 class TestWhenTheCopyFails:
     @pytest.mark.parametrize("mode", list(FAILURES))
     def test_records_the_problem_and_schedules_a_retry_with_back_off(
-        self, file_server, kling_serving_from, user, new_job, run_job, mode
+        self, file_server, kling_serving_from, user, run_job, mode
     ):
         file_server.mode = mode
         kling_serving_from(file_server.url)
 
         before = timezone.now()
-        job = run_job(new_job(user))
+        job = run_job(make_job(user))
 
         assert job.status == JobStatus.SUCCEEDED
         assert not job.stored_video
@@ -272,44 +260,44 @@ class TestWhenTheCopyFails:
         assert retry.run_after >= before + timedelta(seconds=29)
 
     def test_a_video_over_the_size_limit_without_a_declared_length_is_stopped(
-        self, settings, file_server, kling_serving_from, user, new_job, run_job
+        self, settings, file_server, kling_serving_from, user, run_job
     ):
         settings.RESULT_MAX_BYTES = 10_000
         file_server.mode = "unsized"
         kling_serving_from(file_server.url)
 
-        job = run_job(new_job(user))
+        job = run_job(make_job(user))
 
         assert "larger than allowed" in job.store_error
         assert not job.stored_video
         assert len(store_retries()) == 1
 
-    def test_the_size_limit_comes_from_the_settings(self, settings, kling, user, new_job, run_job):
+    def test_the_size_limit_comes_from_the_settings(self, settings, kling, user, run_job):
         settings.RESULT_MAX_BYTES = len(ASSET) - 1
 
-        job = run_job(new_job(user))
+        job = run_job(make_job(user))
 
         assert "larger than allowed" in job.store_error
         assert not job.stored_video
         assert job.status == JobStatus.SUCCEEDED
 
     def test_a_refused_connection_is_recorded(
-        self, closed_port_url, kling_serving_from, user, new_job, run_job
+        self, closed_port_url, kling_serving_from, user, run_job
     ):
         kling_serving_from(closed_port_url)
 
-        job = run_job(new_job(user))
+        job = run_job(make_job(user))
 
         assert job.status == JobStatus.SUCCEEDED
         assert "could not be downloaded (ConnectError)" in job.store_error
         assert len(store_retries()) == 1
 
     def test_the_wait_doubles_with_each_failure(
-        self, file_server, kling_serving_from, user, new_job, run_job, worker
+        self, file_server, kling_serving_from, user, run_job, worker
     ):
         file_server.mode = "error"
         kling_serving_from(file_server.url)
-        job = run_job(new_job(user))
+        job = run_job(make_job(user))
 
         before = timezone.now()
         worker(all_scheduled=True)
@@ -324,11 +312,11 @@ class TestWhenTheCopyFails:
         )
 
     def test_a_later_retry_that_works_stores_the_copy_and_clears_the_problem(
-        self, alice, file_server, kling_serving_from, user, new_job, run_job, worker
+        self, alice, file_server, kling_serving_from, user, run_job, worker
     ):
         file_server.mode = "error"
         kling_serving_from(file_server.url)
-        job = run_job(new_job(user))
+        job = run_job(make_job(user))
         assert job.store_error
 
         file_server.mode = "video"
@@ -344,23 +332,23 @@ class TestWhenTheCopyFails:
         assert alice.get(f"/tasks/{job.pk}/video/").status_code == 200
 
     def test_the_detail_page_shows_the_problem(
-        self, alice, file_server, kling_serving_from, user, new_job, run_job
+        self, alice, file_server, kling_serving_from, user, run_job
     ):
         file_server.mode = "html"
         kling_serving_from(file_server.url)
-        job = run_job(new_job(user))
+        job = run_job(make_job(user))
 
         page = alice.get(job.get_absolute_url()).content.decode()
 
         assert "The result link did not return a video (text/html)." in page
 
     def test_gives_up_after_the_configured_attempts(
-        self, settings, file_server, kling_serving_from, user, new_job, run_job, worker
+        self, settings, file_server, kling_serving_from, user, run_job, worker
     ):
         settings.RESULT_STORE_ATTEMPTS = 3
         file_server.mode = "error"
         kling_serving_from(file_server.url)
-        job = run_job(new_job(user))
+        job = run_job(make_job(user))
 
         worker(all_scheduled=True)
         worker(all_scheduled=True)
@@ -374,11 +362,11 @@ class TestWhenTheCopyFails:
         assert not job.stored_video
 
     def test_a_result_link_that_is_not_a_web_link_is_refused(
-        self, kling_serving_from, user, new_job, run_job
+        self, kling_serving_from, user, run_job
     ):
         kling_serving_from("file:///srv")
 
-        job = run_job(new_job(user))
+        job = run_job(make_job(user))
 
         assert job.result_video_url.startswith("file:///srv/assets/")
         assert not job.stored_video
@@ -387,3 +375,38 @@ class TestWhenTheCopyFails:
         # Trying again cannot turn it into a web link, so no retry is scheduled.
         assert store_retries() == []
         assert job.store_attempts == 1
+
+    def test_a_redirect_to_a_local_address_is_refused_without_asking_it(
+        self, file_server, internal_service, kling_serving_from, user, run_job
+    ):
+        file_server.mode = "redirect"
+        file_server.redirect_to = f"{internal_service.url}/admin/backup.mp4"
+        kling_serving_from(file_server.url)
+
+        job = run_job(make_job(user))
+
+        assert file_server.hits == 1
+        assert internal_service.hits == 0
+        assert not job.stored_video
+        assert "leads to a private or local network address (127.0.0.1)" in job.store_error
+        # The same link leads to the same place next time: no retry.
+        assert "The studio gave up" in job.store_error
+        assert store_retries() == []
+        assert job.status == JobStatus.SUCCEEDED
+
+    def test_a_copy_that_outlasts_the_deadline_is_stopped_with_a_plain_reason(
+        self, settings, file_server, kling_serving_from, user, run_job
+    ):
+        settings.RESULT_FETCH_DEADLINE_SECONDS = 1
+        file_server.mode = "trickle"
+        kling_serving_from(file_server.url)
+
+        started = time.monotonic()
+        job = run_job(make_job(user))
+
+        # The server takes 3 s; the worker's run (job, copy and e-mail) stopped well before.
+        assert time.monotonic() - started < 2.8
+        assert not job.stored_video
+        assert "The download took too long: the studio stops after 1 seconds." in job.store_error
+        assert "will try again" in job.store_error
+        assert len(store_retries()) == 1

@@ -15,13 +15,14 @@ import httpx
 import jwt
 import pytest
 from django.conf import settings as django_settings
+from django.contrib.auth import get_user_model
 from django.template.loader import render_to_string
 from django.test import Client
 from django.urls import resolve, reverse
 from django.utils import timezone
 from django.views.debug import ExceptionReporter
 from django_tasks_db.models import DBTaskResult
-from factories import TEXT_FORM
+from factories import PASSWORD, TEXT_FORM, make_job
 
 from tasks_app.kling import (
     JwtAuth,
@@ -32,18 +33,9 @@ from tasks_app.kling import (
     VideoSource,
 )
 from tasks_app.kling_setup import kling_client
-from tasks_app.models import Job, JobEvent, JobStatus, LoginFailure
+from tasks_app.models import Job, JobEvent, JobStatus
 
 pytestmark = pytest.mark.django_db
-
-PASSWORD = "correct horse battery"  # factories.make_member
-
-
-@pytest.fixture(autouse=True)
-def _no_static_scan_per_client(settings):
-    """WhiteNoise scans the collected static files each time a test client builds the
-    middleware (about 0.15 s a test); looking files up per request keeps these tests fast."""
-    settings.WHITENOISE_AUTOREFRESH = True
 
 
 # --- manage.py check --deploy -------------------------------------------------------------------
@@ -153,10 +145,10 @@ def assert_security_headers(response) -> None:
 
 
 @pytest.fixture
-def jobs_in_every_state(user, kling, submit_job, run_job, worker):
-    done = run_job(submit_job(user, text="Done <b>bold</b>"))
-    failed = run_job(submit_job(user, video_id="noface123"))
-    pending = submit_job(user)
+def jobs_in_every_state(user, kling, run_job, worker):
+    done = run_job(make_job(user, text="Done <b>bold</b>"))
+    failed = run_job(make_job(user, video_id="noface123"))
+    pending = make_job(user)
     assert (done.status, failed.status) == (JobStatus.SUCCEEDED, JobStatus.FAILED)
     return {"done": done, "failed": failed, "pending": pending}
 
@@ -164,29 +156,32 @@ def jobs_in_every_state(user, kling, submit_job, run_job, worker):
 class TestPagesAreSafeToServe:
     def test_every_page_has_the_headers_and_no_inline_code(self, alice, jobs_in_every_state):
         done, failed, pending = (jobs_in_every_state[k] for k in ("done", "failed", "pending"))
-        pages = {
-            "history": reverse("tasks:list"),
-            "history, filtered": reverse("tasks:list") + "?status=failed&q=%3Cscript%3E",
-            "new job": reverse("tasks:create"),
-            "new job from a failed one": reverse("tasks:create") + f"?from={failed.pk}",
-            "finished job": done.get_absolute_url(),
-            "failed job": failed.get_absolute_url(),
-            "waiting job": pending.get_absolute_url(),
-            "account": reverse("account"),
-            "password change": reverse("password_change"),
-            "not found": "/tasks/999999/",
+        pages = {  # name: (url, the status it answers)
+            "history": (reverse("tasks:list"), 200),
+            "history, filtered": (reverse("tasks:list") + "?status=failed&q=%3Cscript%3E", 200),
+            "new job": (reverse("tasks:create"), 200),
+            "new job from a failed one": (reverse("tasks:create") + f"?from={failed.pk}", 200),
+            "finished job": (done.get_absolute_url(), 200),
+            "failed job": (failed.get_absolute_url(), 200),
+            "waiting job": (pending.get_absolute_url(), 200),
+            "account": (reverse("account"), 200),
+            "password change": (reverse("password_change"), 200),
+            "not found": ("/tasks/999999/", 404),
         }
-        for name, url in pages.items():
+        for name, (url, status) in pages.items():
             response = alice.get(url)
-            assert response.status_code in (200, 404), name
+            assert response.status_code == status, name
             assert_security_headers(response)
             assert inline_code(response.content.decode()) == [], name
 
-        for job in (done, failed, pending):
+        # A finished job's poll answers 286, htmx's "stop polling".
+        for job, status in ((done, 286), (failed, 286), (pending, 200)):
             poll = alice.get(job.get_absolute_url(), headers={"HX-Request": "true"})
+            assert poll.status_code == status, job.status
             assert_security_headers(poll)
             assert inline_code(poll.content.decode()) == []
         live = alice.get(reverse("tasks:live") + f"?id={pending.pk}")
+        assert live.status_code == 200
         assert inline_code(live.content.decode()) == []
 
     def test_a_form_with_errors_has_no_inline_code(self, alice, kling):
@@ -206,6 +201,26 @@ class TestPagesAreSafeToServe:
         assert inline_code(render_to_string("500.html")) == []
         assert inline_code(render_to_string("404.html")) == []
 
+    def test_the_admin_pages_have_the_policy_and_no_inline_code(self, client, jobs_in_every_state):
+        login = client.get(reverse("admin:login"))
+        assert login.status_code == 200
+        assert_security_headers(login)
+        assert inline_code(login.content.decode()) == []
+        root = get_user_model().objects.create_superuser("root", password=PASSWORD)
+        client.force_login(root)
+        done = jobs_in_every_state["done"]
+        pages = [
+            reverse("admin:index"),
+            reverse("admin:tasks_app_job_changelist"),
+            reverse("admin:tasks_app_job_change", args=[done.pk]),
+            reverse("admin:tasks_app_team_add"),
+        ]
+        for url in pages:
+            response = client.get(url)
+            assert response.status_code == 200, url
+            assert_security_headers(response)
+            assert inline_code(response.content.decode()) == [], url
+
     def test_the_scanner_does_catch_inline_code(self):
         assert inline_code("<script>alert(1)</script>")
         assert inline_code('<a href="javascript:alert(1)">x</a>')
@@ -217,52 +232,69 @@ class TestPagesAreSafeToServe:
 
 # --- Log-in rate limiting ----------------------------------------------------------------------
 
-TOO_MANY = "Too many failed log-ins. Wait 15 minutes and try again"
+TOO_MANY = "Too many failed log-ins for this account or from this address"
 
 
-def log_in(client: Client, username: str, password: str):
-    return client.post(reverse("login"), {"username": username, "password": password})
+def log_in(client: Client, username: str, password: str, path: str | None = None, **headers):
+    data = {"username": username, "password": password}
+    return client.post(path or reverse("login"), data, **headers)
 
 
 def is_logged_in(client: Client) -> bool:
     return "_auth_user_id" in client.session
 
 
+def assert_paused(response) -> None:
+    body = response.content.decode()
+    assert response.status_code == 429
+    assert TOO_MANY in body
+    assert "paused for 15 minutes" in body
+    assert "Try again after" in body
+
+
 class TestLogInRateLimiting:
     def test_after_five_failures_even_the_right_password_is_refused_kindly(self, client, user):
-        for _ in range(5):
+        for _ in range(4):
             response = log_in(client, "alice", "wrong password")
             assert response.status_code == 200
             assert TOO_MANY not in response.content.decode()
+        assert_paused(log_in(client, "alice", "wrong password"))  # the fifth
 
         response = log_in(client, "alice", PASSWORD)
 
-        assert response.status_code == 200
-        assert TOO_MANY in response.content.decode()
+        assert_paused(response)
         assert not is_logged_in(client)
 
-    def test_the_account_is_counted_whatever_the_case_of_its_name(self, client, user):
-        for name in ("alice", "ALICE", "Alice", "aLiCe", "alicE"):
+    @pytest.mark.parametrize(
+        "names",
+        [
+            ("alice", "ALICE", "Alice", "aLiCe", "alicE"),
+            # Full-width and mathematical letters that Django's NFKC turns into "alice".
+            ("\uff41lice", "\U0001d41alice", "\uff41lice", "\U0001d41alice", "\uff41lice"),
+        ],
+    )
+    def test_the_account_is_counted_however_its_name_is_written(self, client, user, names):
+        for name in names:
             log_in(client, name, "wrong password")
 
         response = log_in(client, "alice", PASSWORD)
 
-        assert TOO_MANY in response.content.decode()
+        assert_paused(response)
         assert not is_logged_in(client)
 
-    def test_a_success_clears_the_failures(self, client, user):
+    def test_a_success_clears_no_failure(self, client, user, teammate):
         for _ in range(4):
             log_in(client, "alice", "wrong password")
-        assert log_in(client, "alice", PASSWORD).status_code == 302
-        assert not LoginFailure.objects.filter(username="alice").exists()
+        # The guesser logs in to their own account from the same address...
+        assert log_in(client, "carol", PASSWORD).status_code == 302
         client.post(reverse("logout"))
 
-        for _ in range(4):
-            log_in(client, "alice", "wrong password")
+        # ...which must not buy them more guesses at Alice's.
+        log_in(client, "alice", "wrong password")
         response = log_in(client, "alice", PASSWORD)
 
-        assert response.status_code == 302
-        assert is_logged_in(client)
+        assert_paused(response)
+        assert not is_logged_in(client)
 
     def test_failures_for_someone_else_do_not_lock_this_account(self, client, user, teammate):
         for _ in range(5):
@@ -277,8 +309,95 @@ class TestLogInRateLimiting:
 
         response = log_in(client, "alice", PASSWORD)
 
-        assert TOO_MANY in response.content.decode()
+        assert_paused(response)
         assert not is_logged_in(client)
+
+    def test_another_address_is_not_stopped_by_the_first_ones_guesses(self, client, user, settings):
+        settings.LOGIN_FAILURES_PER_IP = 3
+        for name in ("dave", "erin", "frank"):
+            log_in(client, name, "guess", REMOTE_ADDR="192.0.2.7")
+
+        assert log_in(client, "alice", PASSWORD, REMOTE_ADDR="192.0.2.8").status_code == 302
+
+    def test_the_admin_log_in_is_guarded_too(self, client, db):
+        get_user_model().objects.create_superuser("root", password=PASSWORD)
+        admin_login = reverse("admin:login")
+        for _ in range(4):
+            assert log_in(client, "root", "wrong", admin_login).status_code == 200
+        assert_paused(log_in(client, "root", "wrong", admin_login))
+
+        response = log_in(client, "root", PASSWORD, admin_login)
+
+        assert_paused(response)
+        assert not is_logged_in(client)
+
+
+class TestTheClientAddressBehindProxies:
+    """Which address the per-address limit counts: ``TRUSTED_PROXY_COUNT``."""
+
+    def guess_three_times_from(self, client, forwarded_for: str) -> None:
+        for name in ("dave", "erin", "frank"):
+            log_in(client, name, "guess", HTTP_X_FORWARDED_FOR=forwarded_for)
+
+    def test_without_proxies_a_forged_header_does_not_escape_the_limit(
+        self, client, user, settings
+    ):
+        settings.LOGIN_FAILURES_PER_IP = 3
+        self.guess_three_times_from(client, "198.51.100.1")
+
+        response = log_in(client, "alice", PASSWORD, HTTP_X_FORWARDED_FOR="198.51.100.2")
+
+        assert_paused(response)
+
+    def test_behind_one_proxy_each_client_has_its_own_limit(self, client, user, settings):
+        # As settings.py sets them for TRUSTED_PROXY_COUNT=1.
+        settings.AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR")
+        settings.AXES_IPWARE_PROXY_COUNT = 0
+        settings.IPWARE_STRICT = False
+        settings.LOGIN_FAILURES_PER_IP = 3
+        self.guess_three_times_from(client, "198.51.100.1")
+
+        other = log_in(client, "alice", PASSWORD, HTTP_X_FORWARDED_FOR="198.51.100.2")
+        assert other.status_code == 302
+        client.post(reverse("logout"))
+        # What the client puts before the proxy's entry is not believed.
+        same = log_in(client, "alice", PASSWORD, HTTP_X_FORWARDED_FOR="203.0.113.5, 198.51.100.1")
+        assert_paused(same)
+
+
+class TestPasswordReset:
+    def test_without_real_e_mail_it_is_not_offered(self, client, user):
+        assert client.get(reverse("password_reset")).status_code == 404
+        assert client.post(reverse("password_reset"), {"email": "a@example.com"}).status_code == 404
+        assert "Forgot your password?" not in client.get(reverse("login")).content.decode()
+
+    def test_with_e_mail_it_sends_a_link_a_few_times_an_hour(
+        self, client, user, settings, mailoutbox
+    ):
+        settings.PASSWORD_RESET_ENABLED = True
+        settings.PASSWORD_RESETS_PER_HOUR = 2
+        user.email = "alice@example.com"
+        user.save()
+        assert "Forgot your password?" in client.get(reverse("login")).content.decode()
+
+        answers = [
+            client.post(reverse("password_reset"), {"email": "ALICE@example.com"}) for _ in range(3)
+        ]
+
+        assert [a.status_code for a in answers] == [302, 302, 200]
+        assert "Too many reset requests" in answers[2].content.decode()
+        assert len(mailoutbox) == 2
+        assert "/accounts/reset/" in mailoutbox[0].body
+
+    def test_one_client_cannot_probe_many_addresses(self, client, user, settings, mailoutbox):
+        settings.PASSWORD_RESET_ENABLED = True
+        settings.PASSWORD_RESETS_PER_HOUR = 2
+        answers = [
+            client.post(reverse("password_reset"), {"email": f"guess{n}@example.com"})
+            for n in range(3)
+        ]
+
+        assert [a.status_code for a in answers] == [302, 302, 200]
 
 
 # --- The per-person submission limit -------------------------------------------------------------
@@ -454,9 +573,11 @@ class TestSecretsStaySecret:
 
         # Every error the client raises with the revoked credentials, and its error report.
         client = kling_client()
+        task_id = jobs[0].kling_task_id
+        assert task_id is not None
         for call in (
             lambda: client.create_task(a_request()),
-            lambda: client.get_task(jobs[0].kling_task_id),
+            lambda: client.get_task(task_id),
             lambda: client.list_tasks(),
         ):
             with pytest.raises(KlingError) as raised:

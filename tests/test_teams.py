@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import io
 from datetime import timedelta
+from typing import Any
 
 import pytest
+from django import forms
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
-from factories import make_member, put_job
+from factories import PASSWORD, TEXT_FORM, make_job, make_member
 
-from tasks_app import services, teams
-from tasks_app.filters import team_members
+from tasks_app import teams
+from tasks_app.filters import JobFilterForm
 from tasks_app.models import Job, JobStatus, Membership, Profile, Team, TeamRole
 
 pytestmark = pytest.mark.django_db
@@ -24,15 +26,8 @@ SECRET_TEXT = "Secret line of studio A"
 RESULT_URL = "https://cdn.kling.example/result.mp4"
 
 
-def finished(job: Job) -> Job:
-    """Mark ``job`` as Kling having finished it, with a result link (state for a URL check)."""
-    return put_job(
-        job,
-        status=JobStatus.SUCCEEDED,
-        finished_at=timezone.now(),
-        result_video_url=RESULT_URL,
-        next_check_at=None,
-    )
+# A job Kling has finished, with a result link (the state some URLs need).
+FINISHED: dict[str, Any] = {"status": JobStatus.SUCCEEDED, "result_video_url": RESULT_URL}
 
 
 # (name, method, url, extra request headers, needs a finished job, alice's status)
@@ -53,12 +48,8 @@ class TestEveryJobUrlChecksTeamMembership:
         [row[1:5] for row in JOB_URLS],
         ids=[row[0] for row in JOB_URLS],
     )
-    def test_a_person_of_another_team_gets_404(
-        self, bob, user, new_job, method, url, headers, done
-    ):
-        job = new_job(user, text=SECRET_TEXT)
-        if done:
-            finished(job)
+    def test_a_person_of_another_team_gets_404(self, bob, user, method, url, headers, done):
+        job = make_job(user, text=SECRET_TEXT, **(FINISHED if done else {}))
         jobs_before = Job.objects.count()
 
         response = getattr(bob, method)(url.format(pk=job.pk), **headers)
@@ -76,11 +67,9 @@ class TestEveryJobUrlChecksTeamMembership:
         ids=[row[0] for row in JOB_URLS],
     )
     def test_a_member_of_the_jobs_team_gets_through(
-        self, alice, user, new_job, method, url, headers, done, expected
+        self, alice, user, method, url, headers, done, expected
     ):
-        job = new_job(user, text=SECRET_TEXT)
-        if done:
-            finished(job)
+        job = make_job(user, text=SECRET_TEXT, **(FINISHED if done else {}))
 
         response = getattr(alice, method)(url.format(pk=job.pk), **headers)
 
@@ -88,8 +77,8 @@ class TestEveryJobUrlChecksTeamMembership:
         if expected == 200:
             assert f"/tasks/{job.pk}/" in response.content.decode()
 
-    def test_the_live_rows_of_another_team_are_not_sent(self, bob, alice, user, new_job):
-        job = new_job(user, text=SECRET_TEXT)
+    def test_the_live_rows_of_another_team_are_not_sent(self, bob, alice, user):
+        job = make_job(user, text=SECRET_TEXT)
 
         theirs = bob.get(f"/tasks/live/?id={job.pk}")
         mine = alice.get(f"/tasks/live/?id={job.pk}")
@@ -99,8 +88,8 @@ class TestEveryJobUrlChecksTeamMembership:
         assert f'id="job-row-{job.pk}"' in mine.content.decode()
         assert mine.status_code == 200
 
-    def test_new_from_another_teams_job_prefills_nothing(self, bob, alice, user, new_job):
-        job = new_job(user, text=SECRET_TEXT, video_id="860327899999999999")
+    def test_new_from_another_teams_job_prefills_nothing(self, bob, alice, user):
+        job = make_job(user, text=SECRET_TEXT, video_id="860327899999999999")
 
         theirs = bob.get(f"/tasks/new/?from={job.pk}")
         mine = alice.get(f"/tasks/new/?from={job.pk}")
@@ -112,8 +101,8 @@ class TestEveryJobUrlChecksTeamMembership:
         assert mine.context["source_job"] == job
         assert SECRET_TEXT in mine.content.decode()
 
-    def test_the_history_of_another_team_does_not_list_the_job(self, bob, user, new_job):
-        new_job(user, text=SECRET_TEXT)
+    def test_the_history_of_another_team_does_not_list_the_job(self, bob, user):
+        make_job(user, text=SECRET_TEXT)
 
         response = bob.get("/tasks/")
 
@@ -139,8 +128,8 @@ ANONYMOUS_PAGES = [
 
 class TestAnonymousVisitors:
     @pytest.mark.parametrize(("method", "url"), ANONYMOUS_PAGES)
-    def test_every_page_redirects_to_the_login(self, client, user, new_job, method, url):
-        job = new_job(user)
+    def test_every_page_redirects_to_the_login(self, client, user, method, url):
+        job = make_job(user)
         path = url.format(pk=job.pk)
 
         response = getattr(client, method)(path)
@@ -148,10 +137,10 @@ class TestAnonymousVisitors:
         assert response.status_code == 302
         assert response["Location"].startswith("/accounts/login/?next=")
 
-    def test_the_callback_needs_no_login_but_a_valid_token(self, client, settings, user, new_job):
+    def test_the_callback_needs_no_login_but_a_valid_token(self, client, settings, user):
         settings.KLING_WEBHOOK_SECRET = None
-        job = new_job(user)
-        token = services.job_callback_token(job=job)
+        job = make_job(user)
+        token = job.callback_token
 
         wrong = client.post(
             f"/kling/callback/{job.pk}/not-the-token/", b"{}", content_type="application/json"
@@ -170,11 +159,9 @@ class TestSwitchingTeams:
         Membership.objects.create(team=other_team, user=user)
         return user
 
-    def test_the_history_then_lists_only_the_chosen_teams_jobs(
-        self, alice, both, team, other_team, new_job
-    ):
-        new_job(both, team=team, text="Made in studio A")
-        new_job(both, team=other_team, text="Made in studio B")
+    def test_the_history_then_lists_only_the_chosen_teams_jobs(self, alice, both, team, other_team):
+        make_job(both, team=team, text="Made in studio A")
+        make_job(both, team=other_team, text="Made in studio B")
         before = alice.get("/tasks/").content.decode()
 
         response = alice.post("/teams/switch/", {"team": other_team.pk})
@@ -195,9 +182,9 @@ class TestSwitchingTeams:
         assert f'value="{other_team.pk}"' in page
 
     def test_leaving_the_current_team_falls_back_to_a_team_you_are_still_in(
-        self, alice, both, team, other_team, new_job
+        self, alice, both, team, other_team
     ):
-        new_job(both, team=team, text="Made in studio A")
+        make_job(both, team=team, text="Made in studio A")
         alice.post("/teams/switch/", {"team": other_team.pk})
         Membership.objects.filter(user=both, team=other_team).delete()
 
@@ -217,10 +204,15 @@ class TestSwitchingTeams:
     def test_a_team_id_that_is_not_a_number_is_a_404(self, alice):
         assert alice.post("/teams/switch/", {"team": "abc"}).status_code == 404
 
-    def test_a_new_job_goes_to_the_chosen_team(self, alice, both, other_team, text_job_data):
+    def test_a_new_job_goes_to_the_chosen_team(
+        self,
+        alice,
+        both,
+        other_team,
+    ):
         alice.post("/teams/switch/", {"team": other_team.pk})
 
-        response = alice.post("/tasks/new/", text_job_data)
+        response = alice.post("/tasks/new/", TEXT_FORM)
 
         assert response.status_code == 302
         assert Job.objects.get().team == other_team
@@ -229,7 +221,7 @@ class TestSwitchingTeams:
 class TestAPersonWithNoTeam:
     @pytest.fixture
     def loner(self, db):
-        return get_user_model().objects.create_user("dave", password="correct horse battery")
+        return make_member("dave")
 
     def test_gets_a_personal_team_as_its_admin_on_first_use(self, client, loner):
         client.force_login(loner)
@@ -242,10 +234,14 @@ class TestAPersonWithNoTeam:
         assert membership.team.is_personal
         assert response.context["team"] == membership.team
 
-    def test_can_submit_a_job_at_once(self, client, loner, text_job_data):
+    def test_can_submit_a_job_at_once(
+        self,
+        client,
+        loner,
+    ):
         client.force_login(loner)
 
-        response = client.post("/tasks/new/", text_job_data)
+        response = client.post("/tasks/new/", TEXT_FORM)
 
         assert response.status_code == 302
         job = Job.objects.get()
@@ -272,26 +268,19 @@ class TestRoles:
         client.force_login(person)
         return client
 
-    def test_the_submitter_may_cancel(self, user, new_job):
-        job = new_job(user)
+    @pytest.mark.parametrize("who", ["submitter", "admin"])
+    def test_the_submitter_and_a_team_admin_may_cancel(self, user, admin, who):
+        job = make_job(user)
+        person = user if who == "submitter" else admin
 
-        response = self.login(user).post(f"/tasks/{job.pk}/cancel/")
-
-        assert response.status_code == 302
-        job.refresh_from_db()
-        assert job.status == JobStatus.CANCELLED
-
-    def test_a_team_admin_may_cancel(self, user, admin, new_job):
-        job = new_job(user)
-
-        response = self.login(admin).post(f"/tasks/{job.pk}/cancel/")
+        response = self.login(person).post(f"/tasks/{job.pk}/cancel/")
 
         assert response.status_code == 302
         job.refresh_from_db()
         assert job.status == JobStatus.CANCELLED
 
-    def test_a_plain_teammate_may_not_cancel(self, user, teammate, new_job):
-        job = new_job(user)
+    def test_a_plain_teammate_may_not_cancel(self, user, teammate):
+        job = make_job(user)
 
         response = self.login(teammate).post(f"/tasks/{job.pk}/cancel/")
 
@@ -300,8 +289,8 @@ class TestRoles:
         assert job.status == JobStatus.PENDING
 
     @pytest.mark.parametrize("who", ["submitter", "admin"])
-    def test_the_submitter_and_a_team_admin_may_archive(self, user, admin, new_job, who):
-        job = finished(new_job(user))
+    def test_the_submitter_and_a_team_admin_may_archive(self, user, admin, who):
+        job = make_job(user, **FINISHED)
         person = user if who == "submitter" else admin
 
         response = self.login(person).post(f"/tasks/{job.pk}/archive/", {"archive": "1"})
@@ -310,8 +299,8 @@ class TestRoles:
         job.refresh_from_db()
         assert job.archived_at is not None
 
-    def test_a_plain_teammate_may_not_archive(self, user, teammate, new_job):
-        job = finished(new_job(user))
+    def test_a_plain_teammate_may_not_archive(self, user, teammate):
+        job = make_job(user, **FINISHED)
 
         response = self.login(teammate).post(f"/tasks/{job.pk}/archive/", {"archive": "1"})
 
@@ -319,17 +308,16 @@ class TestRoles:
         job.refresh_from_db()
         assert job.archived_at is None
 
-    def test_archiving_can_be_undone(self, user, new_job):
-        job = finished(new_job(user))
-        put_job(job, archived_at=timezone.now() - timedelta(days=1))
+    def test_archiving_can_be_undone(self, user):
+        job = make_job(user, **FINISHED, archived_at=timezone.now() - timedelta(days=1))
 
         self.login(user).post(f"/tasks/{job.pk}/archive/", {"archive": "0"})
 
         job.refresh_from_db()
         assert job.archived_at is None
 
-    def test_any_member_may_retry(self, user, teammate, new_job):
-        job = new_job(user)
+    def test_any_member_may_retry(self, user, teammate):
+        job = make_job(user, status=JobStatus.FAILED)
 
         response = self.login(teammate).post(f"/tasks/{job.pk}/retry/")
 
@@ -340,9 +328,9 @@ class TestRoles:
         assert response["Location"] == retry.get_absolute_url()
 
     def test_the_detail_page_offers_the_manage_buttons_only_to_those_allowed(
-        self, user, teammate, admin, new_job
+        self, user, teammate, admin
     ):
-        job = new_job(user)
+        job = make_job(user)
         cancel = f'action="/tasks/{job.pk}/cancel/"'
 
         assert cancel in self.login(user).get(job.get_absolute_url()).content.decode()
@@ -354,9 +342,7 @@ class TestTheAccountPages:
     def test_the_login_page_uses_the_studios_template_and_logs_in(self, client, user):
         page = client.get("/accounts/login/")
 
-        response = client.post(
-            "/accounts/login/", {"username": "alice", "password": "correct horse battery"}
-        )
+        response = client.post("/accounts/login/", {"username": "alice", "password": PASSWORD})
 
         assert page.status_code == 200
         assert "registration/login.html" in [t.name for t in page.templates]
@@ -392,7 +378,7 @@ class TestTheAccountPages:
         response = alice.post(
             "/accounts/password_change/",
             {
-                "old_password": "correct horse battery",
+                "old_password": PASSWORD,
                 "new_password1": "a much newer passphrase",
                 "new_password2": "a much newer passphrase",
             },
@@ -436,38 +422,26 @@ class TestTheDemoSetupCommand:
 
 
 class TestReadingThePersonsTeams:
-    """``Profile.objects.with_memberships`` and what is built on it: every page's first read."""
+    """``request.profile`` and its memberships: what every page reads first."""
 
-    def test_it_reads_the_profile_and_the_teams_by_name_in_one_query(
-        self, user, team, django_assert_num_queries
-    ):
+    def test_the_profile_lists_the_teams_by_name(self, user, team):
         alpha = Team.objects.create(name="Alpha studio")
         Membership.objects.create(team=alpha, user=user, role=TeamRole.ADMIN)
-        seen = timezone.now() - timedelta(hours=1)
-        Profile.objects.create(user=user, current_team=team, last_seen_at=seen)
 
-        with django_assert_num_queries(1):
-            profile, memberships = Profile.objects.with_memberships(user=user)
-            names = [(m.team.name, m.team.is_personal, m.role) for m in memberships]
+        profile = Profile.objects.for_user(user)
+        names = [(m.team.name, m.role) for m in profile.memberships]
 
-        assert profile.user_id == user.pk and profile.current_team_id == team.pk
-        assert profile.last_seen_at == seen  # a real, aware datetime, not the stored text
-        assert names == [("Alpha studio", False, TeamRole.ADMIN), ("Studio A", False, "member")]
-        assert memberships[0].joined_at is not None  # not read, but loads on first use
+        assert names == [("Alpha studio", TeamRole.ADMIN), ("Studio A", TeamRole.MEMBER)]
 
     def test_a_person_with_a_profile_and_no_team_gets_no_memberships(self, db):
-        loner = get_user_model().objects.create_user("lone")
-        Profile.objects.create(user=loner)
+        loner = make_member("lone")
 
-        profile, memberships = Profile.objects.with_memberships(user=loner)
-
-        assert profile.user_id == loner.pk and memberships == []
+        assert Profile.objects.for_user(loner).memberships == []
 
     def test_a_member_without_a_profile_yet_works_in_their_team_not_a_new_one(self, user, team):
         assert not Profile.objects.filter(user=user).exists()
 
-        assert Profile.objects.with_memberships(user=user) == (None, [])
-        chosen = teams.team_for_person(user=user)
+        chosen = teams.team_for_person(profile=Profile.objects.for_user(user))
 
         assert chosen == team
         assert not Team.objects.filter(is_personal=True).exists()
@@ -479,14 +453,20 @@ class TestReadingThePersonsTeams:
         with CaptureQueriesContext(connection) as context:
             alice.get("/tasks/")
 
-        reads = [q for q in context.captured_queries if "tasks_app_membership" in q["sql"]]
-        # One for the person's own teams, one for the "Submitted by" choices of the team.
-        assert len(reads) == 2
+        # Memberships read with their teams: the person's own, for the switcher and rights.
+        own_teams = 'FROM "tasks_app_membership" INNER JOIN "tasks_app_team"'
+        reads = [q for q in context.captured_queries if own_teams in q["sql"]]
+        assert len(reads) == 1
 
 
 class TestTheSubmitterChoices:
     def test_they_are_the_teams_members_by_name(self, user, teammate, other_user, team):
         make_member("aaron", team)
 
-        assert [name for _pk, name in team_members(team)] == ["aaron", "alice", "carol"]
-        assert (user.pk, "alice") in team_members(team)
+        submitter = JobFilterForm(team=team).fields["submitter"]
+        assert isinstance(submitter, forms.ChoiceField)
+        choices = submitter.choices
+        assert isinstance(choices, list)  # as the field normalises a list it is given
+
+        assert [name for _pk, name in choices] == ["Anyone", "aaron", "alice", "carol"]
+        assert (str(user.pk), "alice") in choices

@@ -14,7 +14,7 @@ _M4A_BRANDS = frozenset(
 _ID3_HEADER_LENGTH = 10
 
 
-def sniff_audio_format(head: bytes) -> str | None:
+def sniff_audio_format(head: bytes | bytearray) -> str | None:
     """The audio format of a file starting with ``head``: "mp3", "wav", "m4a", "aac" or None.
 
     Pass the first few kilobytes: 12 bytes recognise every format, and more lets an

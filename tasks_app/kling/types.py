@@ -223,7 +223,7 @@ class KlingTask:
         if task_id is None:
             raise _bad("task object has no task_id", request_id)
         try:
-            status = TaskStatus(data.get("task_status"))
+            status = TaskStatus(data.get("task_status", ""))
         except ValueError:
             raise _bad(
                 f"task {task_id} has unknown task_status {data.get('task_status')!r}", request_id

@@ -14,14 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.db import connections
 from django_tasks_db.models import DBTaskResult
-from factories import make_worker
+from factories import PASSWORD, make_member, make_worker
 from playwright.sync_api import Browser, Page, Playwright, Response, expect, sync_playwright
 
-from tasks_app.kling.simulator import KlingSimulator
-from tasks_app.models import Membership, Team, TeamRole
+from tasks_app.models import Team
+from tasks_app.simulator import KlingSimulator
 
 # Playwright's sync API keeps an event loop in the test's thread; Django refuses ORM calls
 # from a thread with a running loop unless told that this is deliberate.
@@ -38,7 +37,6 @@ CHROMIUM_ARGS = [
     "--disable-quic",
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-PASSWORD = "correct horse battery"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -154,9 +152,7 @@ def studio(live_server, start_kling, settings) -> Iterator[Studio]:
     }
     kling = start_kling(submitted_seconds=1, processing_seconds=3)
 
-    team = Team.objects.create(name="Studio A")
-    alice = get_user_model().objects.create_user("alice", password=PASSWORD)
-    Membership.objects.create(team=team, user=alice, role=TeamRole.MEMBER)
+    make_member("alice", Team.objects.create(name="Studio A"))
 
     worker = BackgroundWorker()
     worker.start()

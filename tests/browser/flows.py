@@ -7,15 +7,9 @@ import re
 from django.contrib.auth import get_user_model
 from playwright.sync_api import Locator, Page, expect
 
-from tasks_app.models import Team
-
 JOB_URL = re.compile(r"/tasks/(\d+)/$")
 # A demo job takes 1 s + 3 s on the tests' simulator; the rest is slack for a loaded machine.
 JOB_TIMEOUT_MS = 40_000
-
-
-def the_team() -> Team:
-    return Team.objects.get(name="Studio A")
 
 
 def alice():

@@ -13,19 +13,18 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from django.utils import timezone
-from factories import make_stored_job
-from flows import (
+from browser.flows import (
     JOB_URL,
     alice,
     job_form,
     submit_text_job,
-    the_team,
     wait_for_status,
 )
+from django.utils import timezone
+from factories import make_job
 from playwright.sync_api import Page, expect
 
-from tasks_app.models import Job, JobStatus, Membership, Profile, Team, TeamRole
+from tasks_app.models import JobStatus, Membership, Profile, Team, TeamRole
 
 AXE = Path(__file__).parent / "assets" / "axe.min.js"
 # The studio's Content-Security-Policy allows scripts from its own origin only (no inline
@@ -97,28 +96,37 @@ def assert_accessible(page: Page, where: str) -> None:
 # --- Jobs --------------------------------------------------------------------------------------
 
 
-def make_job(status: str, *, text: str, **fields) -> Job:
-    """A job of Alice's in team A, as the worker would have left it; nothing sends it."""
-    return make_stored_job(alice(), status, text=text, team=the_team(), **fields)
-
-
 def fill_the_history() -> None:
     """Jobs in every status, a slow one, an archived one and an audio one; Alice in 2 teams."""
-    make_job(JobStatus.PENDING, text="Waiting for its turn")
-    make_job(JobStatus.SENT, text="Sent a while ago", sent_at=timezone.now() - timedelta(hours=1))
-    make_job(JobStatus.PROCESSING, text="Kling is on it", processing_at=timezone.now())
+    make_job(alice(), status=JobStatus.PENDING, text="Waiting for its turn")
     make_job(
-        JobStatus.SUCCEEDED,
+        alice(),
+        status=JobStatus.SENT,
+        text="Sent a while ago",
+        sent_at=timezone.now() - timedelta(hours=1),
+    )
+    make_job(
+        alice(), status=JobStatus.PROCESSING, text="Kling is on it", processing_at=timezone.now()
+    )
+    make_job(
+        alice(),
+        status=JobStatus.SUCCEEDED,
         text="Hello from the history",
         status_detail="Ready.",
         result_video_id="870000000000000001",
         credits=Decimal("0.5"),
     )
-    make_job(JobStatus.FAILED, text="Nobody is there", status_detail="No human face was found.")
-    make_job(JobStatus.CANCELLED, text="Never mind")
-    make_job(JobStatus.SUCCEEDED, text="Put away", archived_at=timezone.now())
     make_job(
-        JobStatus.FAILED,
+        alice(),
+        status=JobStatus.FAILED,
+        text="Nobody is there",
+        status_detail="No human face was found.",
+    )
+    make_job(alice(), status=JobStatus.CANCELLED, text="Never mind")
+    make_job(alice(), status=JobStatus.SUCCEEDED, text="Put away", archived_at=timezone.now())
+    make_job(
+        alice(),
+        status=JobStatus.FAILED,
         text="",
         mode="audio2video",
         voice_id="",
@@ -235,14 +243,16 @@ class TestAJobPage:
         wait_for_status(page, "succeeded")
         expect(page.get_by_test_id("result-video")).to_be_visible()
         assert_accessible(page, "a ready job")
-        assert JOB_URL.search(page.url).group(1) == str(ready)
+        shown = JOB_URL.search(page.url)
+        assert shown
+        assert shown.group(1) == str(ready)
 
         page.goto(f"/tasks/{failing}/")
         wait_for_status(page, "failed")
         assert_accessible(page, "a failed job")
 
     def test_the_status_region_announces_changes_politely(self, page: Page, studio):
-        job = make_job(JobStatus.PENDING, text="Waiting for its turn")
+        job = make_job(alice(), status=JobStatus.PENDING, text="Waiting for its turn")
         studio.log_in(page, then=job.get_absolute_url())
         live = page.locator('#job-status [aria-live="polite"]')
         expect(live).to_have_count(1)
@@ -250,7 +260,12 @@ class TestAJobPage:
         assert_accessible(page, "a pending job")
 
     def test_a_job_page_that_lost_contact_with_the_studio_passes_axe(self, page: Page, studio):
-        job = make_job(JobStatus.PROCESSING, text="Kling is on it", processing_at=timezone.now())
+        job = make_job(
+            alice(),
+            status=JobStatus.PROCESSING,
+            text="Kling is on it",
+            processing_at=timezone.now(),
+        )
         studio.log_in(page, then=job.get_absolute_url())
         # The next poll cannot reach the server: the page keeps the status and says so.
         page.route(f"**{job.get_absolute_url()}", lambda route: route.abort())

@@ -8,7 +8,7 @@ import re
 import struct
 import wave
 
-from flows import (
+from browser.flows import (
     JOB_URL,
     choose_kling_video,
     choose_text,
@@ -18,7 +18,7 @@ from flows import (
     submit,
     wait_for_status,
 )
-from playwright.sync_api import Page, expect
+from playwright.sync_api import FilePayload, Page, expect
 
 # A job here takes about 6 s (1 s submitted + 3 s processing on the simulator, plus the
 # worker's and the page's polling); the rest is room for a slow CI machine.
@@ -99,7 +99,7 @@ class TestAnAudioFileJob:
         form.locator('input[name="mode"][value="audio2video"]').check()
         form.locator('input[name="audio_source"][value="file"]').check()
         form.locator("#id_audio_file").set_input_files(
-            files=[{"name": "voice.wav", "mimeType": "audio/wav", "buffer": wav_bytes()}]
+            files=[FilePayload(name="voice.wav", mimeType="audio/wav", buffer=wav_bytes())]
         )
         submit(page, form)
 

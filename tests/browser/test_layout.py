@@ -12,16 +12,16 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from browser.flows import alice
 from django.utils import timezone
-from factories import make_stored_job
-from flows import alice, the_team
-from playwright.sync_api import Locator, Page, expect
+from factories import make_job
+from playwright.sync_api import Locator, Page, ViewportSize, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
-from tasks_app.kling.simulator import DEMO_RESULT_NAME
 from tasks_app.models import Job, JobStatus, Membership, Team, TeamRole
+from tasks_app.simulator import DEMO_RESULT_NAME
 
-VIEWPORTS = {
+VIEWPORTS: dict[str, ViewportSize] = {
     "phone": {"width": 375, "height": 740},
     "tablet": {"width": 768, "height": 1024},
     "wide": {"width": 1440, "height": 900},
@@ -46,11 +46,6 @@ OVERFLOWING = """() => {
 LONG_LINK = "https://videos.example.com/studio/uploads/2026/11/" + "a-very-long-file-name-" * 4
 
 
-def make_job(status: str, *, text: str, **fields) -> Job:
-    """A job of Alice's in team A, as the worker would have left it; nothing sends it."""
-    return make_stored_job(alice(), status, text=text, team=the_team(), **fields)
-
-
 def fill_the_studio(kling_url: str) -> Job:
     """A history with long texts and links, Alice in two teams; returns a ready job."""
     Membership.objects.create(
@@ -58,18 +53,26 @@ def fill_the_studio(kling_url: str) -> Job:
         user=alice(),
         role=TeamRole.MEMBER,
     )
-    make_job(JobStatus.PROCESSING, text="Kling is on it", processing_at=timezone.now())
     make_job(
-        JobStatus.FAILED,
+        alice(), status=JobStatus.PROCESSING, text="Kling is on it", processing_at=timezone.now()
+    )
+    make_job(
+        alice(),
+        status=JobStatus.FAILED,
         text="W" * 120,
         video_id="",
         video_url=LONG_LINK + "noface.mp4",
         status_detail="No human face was found in the video.",
     )
     for n in range(3):
-        make_job(JobStatus.SUCCEEDED, text=f"Line number {n} of a short story told by a face")
+        make_job(
+            alice(),
+            status=JobStatus.SUCCEEDED,
+            text=f"Line number {n} of a short story told by a face",
+        )
     return make_job(
-        JobStatus.SUCCEEDED,
+        alice(),
+        status=JobStatus.SUCCEEDED,
         text="Hello from the layout test, with a line long enough to wrap on a phone",
         video_id="",
         video_url=LONG_LINK + "face.mp4",

@@ -8,12 +8,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 import pytest
-from django.contrib.auth import get_user_model
-from factories import make_job, make_stored_job
-from flows import JOB_TIMEOUT_MS, alice, play_result, submit_text_job, the_team
+from browser.flows import JOB_TIMEOUT_MS, alice, play_result, submit_text_job
+from factories import make_job, make_member
 from playwright.sync_api import Browser, Page, Request, Response, expect
 
-from tasks_app.models import Job, JobStatus, Membership, Team, TeamRole
+from tasks_app.models import Job, JobStatus, Team
 
 # A job takes about 6 s on the test simulator; the rest is room for a slow machine.
 # The worker copies the result after the job succeeds: one download from the simulator.
@@ -52,11 +51,6 @@ def new_tab(browser: Browser, studio) -> Iterator[Callable[[], Page]]:
     assert not problems, problems
 
 
-def finished_job(text: str) -> Job:
-    """A succeeded job of Alice's team, as the worker would have left it; nothing is sent."""
-    return make_stored_job(alice(), JobStatus.SUCCEEDED, text=text, team=the_team())
-
-
 def wait_for_the_stored_copy(job_id: int) -> Job:
     """The job once the worker's store_result task has kept its video in the studio."""
     deadline = time.monotonic() + COPY_TIMEOUT_S
@@ -79,10 +73,7 @@ class TestTwoTeams:
     def test_each_person_sees_only_their_own_teams_jobs_and_gets_a_404_for_the_other(
         self, page: Page, studio, new_tab
     ):
-        bob = get_user_model().objects.create_user("bob", password=studio.password)
-        Membership.objects.create(
-            team=Team.objects.create(name="Studio B"), user=bob, role=TeamRole.MEMBER
-        )
+        bob = make_member("bob", Team.objects.create(name="Studio B"))
         # Stored as the form stores them; the worker thread sends them to the simulator.
         alices_job = make_job(alice(), text="Alice rehearses the harbour scene")
         bobs_job = make_job(bob, text="Bob records the mountain scene")
@@ -115,10 +106,10 @@ class TestTheSearchBox:
     def test_typing_narrows_the_list_in_place_and_puts_the_search_in_the_url(
         self, page: Page, studio
     ):
-        finished_job("Welcome to the harbour")
-        finished_job("Welcome back, captain")
-        finished_job("Goodbye from the harbour")
-        finished_job("The mountain is quiet")
+        make_job(alice(), status=JobStatus.SUCCEEDED, text="Welcome to the harbour")
+        make_job(alice(), status=JobStatus.SUCCEEDED, text="Welcome back, captain")
+        make_job(alice(), status=JobStatus.SUCCEEDED, text="Goodbye from the harbour")
+        make_job(alice(), status=JobStatus.SUCCEEDED, text="The mountain is quiet")
 
         studio.log_in(page, then="/tasks/")
         rows = page.locator(ROWS)
@@ -194,12 +185,10 @@ class TestAFinishedJob:
 
 class TestTheRowButtons:
     def test_archive_and_try_again_work_from_the_list_and_keep_its_search(self, page: Page, studio):
-        archived = finished_job("Harbour scene, first take")
-        kept = finished_job("Harbour scene, second take")
-        failed = make_stored_job(
-            alice(), JobStatus.FAILED, text="Harbour scene, lost take", team=the_team()
-        )
-        finished_job("The mountain is quiet")
+        archived = make_job(alice(), status=JobStatus.SUCCEEDED, text="Harbour scene, first take")
+        kept = make_job(alice(), status=JobStatus.SUCCEEDED, text="Harbour scene, second take")
+        failed = make_job(alice(), status=JobStatus.FAILED, text="Harbour scene, lost take")
+        make_job(alice(), status=JobStatus.SUCCEEDED, text="The mountain is quiet")
 
         studio.log_in(page, then="/tasks/?q=harbour")
         rows = page.locator(ROWS)

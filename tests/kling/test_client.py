@@ -4,6 +4,7 @@ import base64
 import json
 import logging
 from decimal import Decimal
+from typing import Any
 
 import httpx
 import pytest
@@ -91,7 +92,7 @@ def make_client(kling, *, base_url=BASE, auth=None, **kwargs):
 
 
 def text_request(**overrides):
-    fields = {
+    fields: dict[str, Any] = {
         "video": VideoSource(video_id="vid-1"),
         "speech": TextSpeech(text="Hello", voice_id="AOT", voice_language="en"),
     }

@@ -1,4 +1,4 @@
-"""Create the demo account once, and print its login."""
+"""Create the demo account once and print its login (demo mode only)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,15 @@ class Command(BaseCommand):
     help = "Create the demo account (once) and print how to log in."
 
     def handle(self, *args, **options) -> None:
+        port = options.get("port") or "8000"
+        if not settings.KLING_DEMO:
+            # A published password on a studio that spends real credits would be an open door.
+            self.stdout.write(
+                f"\n  Lip-Sync Studio: http://127.0.0.1:{port}/  (live Kling)\n"
+                "  No demo account in live mode. To make your own log-in, run:\n"
+                "    .venv/bin/python manage.py createsuperuser\n"
+            )
+            return
         User = get_user_model()
         with transaction.atomic():
             user, created = User.objects.get_or_create(
@@ -40,11 +49,10 @@ class Command(BaseCommand):
             if profile.current_team is None or profile.current_team.is_personal:
                 profile.current_team = team
                 profile.save(update_fields=["current_team"])
-        port = options.get("port") or "8000"
-        mode = "demo mode (built-in Kling simulator)" if settings.KLING_DEMO else "live Kling"
         self.stdout.write(
             self.style.SUCCESS(
-                f"\n  Lip-Sync Studio: http://127.0.0.1:{port}/  ({mode})\n"
+                f"\n  Lip-Sync Studio: http://127.0.0.1:{port}/  (demo mode, built-in Kling "
+                "simulator)\n"
                 f"  Log in as '{DEMO_USERNAME}' with password '{DEMO_PASSWORD}'"
                 + ("" if created else " (unless you changed it)")
                 + "\n"

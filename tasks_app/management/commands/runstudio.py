@@ -36,7 +36,7 @@ class Command(BaseCommand):
                     [
                         python,
                         "-m",
-                        "tasks_app.kling.simulator",
+                        "tasks_app.simulator",
                         "--host",
                         sim.hostname or "127.0.0.1",
                         "--port",

@@ -15,7 +15,7 @@ from django.utils.crypto import get_random_string
 from django_tasks_db.management.commands.db_worker import Command as DbWorkerCommand
 from django_tasks_db.management.commands.db_worker import Worker
 
-from tasks_app.services import job_sweep
+from tasks_app.services.lifecycle import job_sweep
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,8 @@ class Command(BaseCommand):
 
     def handle(self, *, threads: int, interval: float, sweep_every: float, **options) -> None:
         # The same task logging as django-tasks-db's own `db_worker` command.
-        DbWorkerCommand(stdout=self.stdout, stderr=self.stderr).configure_logging(
+        # django-stubs wants a TextIO, but any text stream will do, as our OutputWrapper does.
+        DbWorkerCommand(stdout=self.stdout, stderr=self.stderr).configure_logging(  # type: ignore[arg-type]
             options["verbosity"]
         )
         stop = threading.Event()

@@ -1,9 +1,6 @@
-"""The studio's business logic: creating lip-sync jobs and moving them through their lifecycle.
+"""The worker's side of a job: sending it to Kling, following it, and the schedule.
 
-Views and the background worker call these functions; nothing else changes a job's status.
-Every status change goes through ``_set_status`` so that it is recorded as a ``JobEvent``.
-
-How a job moves: ``job_create`` stores it and schedules ``job_advance``, which the worker runs.
+``submitting.job_create`` stores a job and schedules ``advance_job``, which the worker runs.
 ``job_advance`` sends a waiting job to Kling, or asks Kling about a sent one, then schedules
 itself again. Each scheduled run carries the time it was due; a run whose job has since been
 rescheduled (by a callback, say) finds a different ``next_check_at`` and does nothing, so a
@@ -15,21 +12,18 @@ from __future__ import annotations
 
 import logging
 import statistics
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.cache import cache
 from django.core.files.base import File
-from django.core.files.uploadedfile import UploadedFile
-from django.db import IntegrityError, transaction
-from django.db.models import BooleanField, Count, ExpressionWrapper, Q
+from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
-from django.utils.crypto import constant_time_compare, salted_hmac
 from django.utils.translation import gettext_noop
+from django_tasks import task
 
 from tasks_app.kling import (
     AudioTrack,
@@ -42,212 +36,27 @@ from tasks_app.kling import (
     VideoSource,
 )
 from tasks_app.kling_setup import kling_client
-from tasks_app.models import Job, JobEvent, JobMode, JobStatus, JobTally, Team
+from tasks_app.models import Job, JobMode, JobStatus
+from tasks_app.notices import email_job_finished
 from tasks_app.plain_words import error_message, failure_message
-from tasks_app.wording import Message, at, render_english, say
+from tasks_app.results import store_result
+from tasks_app.services.status import job_status_change, job_tell
+from tasks_app.wording import Message, at, say
 
 logger = logging.getLogger(__name__)
 
-RETRY_NAMESPACE = uuid.UUID("6f4b8a9e-6b1d-4f55-9a43-3d0b1f5e2c10")
 # A sent create whose answer was lost, plus this, is when a job looks abandoned to the sweep.
 SWEEP_GRACE = timedelta(seconds=90)
 
 
-@dataclass(frozen=True, kw_only=True)
-class JobInput:
-    """What a person asked for, already checked against Kling's limits by the form."""
-
-    mode: str
-    video_id: str = ""
-    video_url: str = ""
-    parent_task_id: str = ""
-    text: str = ""
-    voice_id: str = ""
-    voice_language: str = ""
-    voice_speed: Decimal | None = None
-    audio_url: str = ""
-    audio_upload: UploadedFile | None = None
-    # A retry reuses the stored file of the job it repeats rather than a new upload.
-    audio_stored_name: str = ""
-    audio_name: str = ""
-
-    @classmethod
-    def from_job(cls, job: Job) -> JobInput:
-        return cls(
-            mode=job.mode,
-            video_id=job.video_id,
-            video_url=job.video_url,
-            parent_task_id=job.parent_task_id,
-            text=job.text,
-            voice_id=job.voice_id,
-            voice_language=job.voice_language,
-            voice_speed=job.voice_speed,
-            audio_url=job.audio_url,
-            audio_stored_name=job.audio_file.name or "",
-            audio_name=job.audio_name,
-        )
+@task()
+def advance_job(job_id: int, due: str | None = None) -> None:
+    job_advance(job_id=job_id, due=datetime.fromisoformat(due) if due else None)
 
 
-# --- Creating, retrying, cancelling --------------------------------------------------------------
-
-
-def job_create(
-    *,
-    team: Team,
-    submitted_by: AbstractBaseUser,
-    job_input: JobInput,
-    submission_key: uuid.UUID,
-    retry_of: Job | None = None,
-) -> tuple[Job, bool]:
-    """Store a job and schedule its sending; return it and whether it is new.
-
-    The same ``submission_key`` from the same person returns the job it made the first time,
-    so a double click or a resubmitted form never pays Kling twice.
-    """
-    existing = Job.objects.filter(submitted_by=submitted_by, submission_key=submission_key).first()
-    if existing is not None:
-        return existing, False
-
-    is_text = job_input.mode == JobMode.TEXT
-    job = Job(
-        team=team,
-        submitted_by=submitted_by,
-        submission_key=submission_key,
-        retry_of=retry_of,
-        mode=job_input.mode,
-        video_id=job_input.video_id,
-        video_url=job_input.video_url,
-        parent_task_id=job_input.parent_task_id,
-        text=job_input.text if is_text else "",
-        voice_id=job_input.voice_id if is_text else "",
-        voice_language=job_input.voice_language if is_text else "",
-        voice_speed=job_input.voice_speed if is_text else None,
-        audio_url="" if is_text else job_input.audio_url,
-        audio_name="" if is_text else job_input.audio_name,
-    )
-    _tell(job, say(gettext_noop("Waiting for the studio's worker to send it to Kling.")))
-    if not is_text and job_input.audio_upload is not None:
-        job.audio_file.save(job_input.audio_upload.name, job_input.audio_upload, save=False)
-    elif not is_text and job_input.audio_stored_name:
-        job.audio_file.name = job_input.audio_stored_name
-
-    try:
-        with transaction.atomic():
-            job.save()
-            _set_status(job, JobStatus.PENDING, note=say(gettext_noop("Submitted")), old_status="")
-            # Enqueued in the same transaction as the job row (the queue lives in the database),
-            # so a stored job always has its first run scheduled.
-            _schedule(job, at=timezone.now())
-            job.save()
-    except IntegrityError:
-        # The same submission raced in from a second request; the first one won.
-        existing = Job.objects.filter(submitted_by=submitted_by, submission_key=submission_key)
-        return existing.get(), False
-    return job, True
-
-
-def job_exists(*, submitted_by: AbstractBaseUser, submission_key: uuid.UUID) -> bool:
-    """Whether this submission already made a job (a resubmitted form is not a new job)."""
-    return Job.objects.filter(submitted_by=submitted_by, submission_key=submission_key).exists()
-
-
-def job_retry(*, job: Job, submitted_by: AbstractBaseUser) -> tuple[Job, bool]:
-    """Start a new job with the same inputs as ``job``.
-
-    Clicking "try again" twice on the same job gives one new job, not two.
-    """
-    key = uuid.uuid5(RETRY_NAMESPACE, f"retry-of-{job.pk}")
-    return job_create(
-        team=job.team,
-        submitted_by=submitted_by,
-        job_input=JobInput.from_job(job),
-        submission_key=key,
-        retry_of=job,
-    )
-
-
-def job_cancel(*, job: Job) -> bool:
-    """Cancel a job that has not been sent to Kling yet; return whether it was cancelled."""
-    with transaction.atomic():
-        locked = Job.objects.select_for_update().get(pk=job.pk)
-        if not locked.can_cancel:
-            return False
-        locked.finished_at = timezone.now()
-        locked.next_check_at = None
-        _tell(locked, say(gettext_noop("Cancelled before it was sent. No credits were used.")))
-        _set_status(locked, JobStatus.CANCELLED, note=say(gettext_noop("Cancelled by a person")))
-        locked.save()
-    job.refresh_from_db()
-    return True
-
-
-def job_archive(*, job: Job, archived: bool) -> None:
-    """Hide a job from the default history view, or bring it back. Nothing is deleted.
-
-    Archiving an archived job changes nothing (a double click, two people at once)."""
-    with transaction.atomic():
-        locked = Job.objects.select_for_update().get(pk=job.pk)
-        if (locked.archived_at is not None) != archived:
-            locked.archived_at = timezone.now() if archived else None
-            locked.save(update_fields=["archived_at"])
-    job.archived_at = locked.archived_at
-
-
-def job_tallies_rebuild(*, team: Team) -> None:
-    """Count the team's jobs per status again, from the jobs themselves.
-
-    ``Job.save`` keeps the tallies; this is for jobs written around it (a bulk import, raw
-    SQL), and ``manage.py recount_jobs`` runs it for every team. Run it while none of the
-    team's jobs change: a change made during the count may be missed until the next rebuild.
-    """
-    archived = ExpressionWrapper(Q(archived_at__isnull=False), output_field=BooleanField())
-    rows = (
-        Job.objects.filter(team=team)
-        .annotate(is_archived=archived)
-        .order_by()
-        .values_list("status", "is_archived")
-        .annotate(n=Count("pk"))
-    )
-    with transaction.atomic():
-        JobTally.objects.filter(team=team).delete()
-        JobTally.objects.bulk_create(
-            JobTally(team=team, status=status, archived=bool(is_archived), count=n)
-            for status, is_archived, n in rows
-        )
-
-
-# --- Callbacks -------------------------------------------------------------------------------
-
-
-def job_callback_token(*, job: Job) -> str:
-    """The unguessable token in a job's callback URL (derived, so it is never stored)."""
-    return salted_hmac("tasks_app.callback", str(job.pk)).hexdigest()
-
-
-def job_callback_token_is_valid(*, job: Job, token: str) -> bool:
-    return constant_time_compare(job_callback_token(job=job), token)
-
-
-def job_handle_callback(*, job: Job) -> None:
-    """Kling says the job changed: ask Kling now rather than wait for the next scheduled check.
-
-    The callback's body is not trusted for state; only Kling's answer to our own query is.
-    """
-    job_request_check(job=job)
-
-
-def job_request_check(*, job: Job) -> bool:
-    """Have the worker ask Kling about a sent job now; return whether one was scheduled."""
-    with transaction.atomic():
-        locked = Job.objects.select_for_update().get(pk=job.pk)
-        if locked.is_terminal or locked.status == JobStatus.PENDING:
-            return False
-        _schedule(locked, at=timezone.now())
-        locked.save(update_fields=["next_check_at"])
-    return True
-
-
-# --- The worker's side -----------------------------------------------------------------------
+@task()
+def sweep_jobs() -> int:
+    return job_sweep()
 
 
 def job_advance(*, job_id: int, due: datetime | None) -> None:
@@ -289,10 +98,55 @@ def job_sweep(*, now: datetime | None = None) -> int:
             if job.is_terminal or not job.next_check_at or job.next_check_at >= now - SWEEP_GRACE:
                 continue
             logger.warning("Job %s missed its scheduled run; scheduling it again", job.pk)
-            _schedule(job, at=now)
+            job_schedule(job=job, at=now)
             job.save(update_fields=["next_check_at"])
             count += 1
     return count
+
+
+def job_request_check(*, job: Job) -> bool:
+    """Have the worker ask Kling about a sent job now; return whether one was scheduled."""
+    with transaction.atomic():
+        locked = Job.objects.select_for_update().get(pk=job.pk)
+        if locked.is_terminal or locked.status == JobStatus.PENDING:
+            return False
+        job_schedule(job=locked, at=timezone.now())
+        locked.save(update_fields=["next_check_at"])
+    return True
+
+
+def job_release(*, job: Job, send_again: bool) -> bool:
+    """A person settled a job held after an ambiguous lost create (``needs_person``).
+
+    ``send_again``: Kling has no task for it, so it is sent now; otherwise it ends failed
+    (Kling has it under a task nobody can tell apart, or the person gave it up). Returns
+    whether the job was held.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        held = Job.objects.select_for_update().get(pk=job.pk)
+        if not held.needs_person or held.status != JobStatus.PENDING:
+            return False
+        held.needs_person = False
+        held.send_started_at = None
+        if send_again:
+            job_tell(
+                job=held,
+                message=say(gettext_noop("A staff member checked with Kling: sending it again.")),
+            )
+            job_schedule(job=held, at=now)
+        else:
+            _fail(
+                held,
+                say(
+                    gettext_noop(
+                        "A staff member checked with Kling and stopped this job. Try again "
+                        "if you still need it."
+                    )
+                ),
+            )
+        held.save()
+    return True
 
 
 def _send(job: Job) -> None:
@@ -313,15 +167,15 @@ def _after_send_error(job: Job, err: KlingError) -> None:
         job.kling_request_id = err.request_id or job.kling_request_id
         if err.outcome_unknown:
             # The request may have reached Kling: never send again before finding out.
-            _tell(
-                job,
-                say(
+            job_tell(
+                job=job,
+                message=say(
                     gettext_noop(
                         "The studio lost Kling's answer and is checking whether the job arrived."
                     )
                 ),
             )
-            _schedule(job, at=now + timedelta(seconds=_reconcile_wait()))
+            job_schedule(job=job, at=now + timedelta(seconds=_reconcile_wait()))
         elif err.retryable and (
             # A full account frees a slot whenever one of its tasks ends: worth waiting for
             # however long it takes, unlike a service that keeps failing.
@@ -339,11 +193,13 @@ def _after_send_error(job: Job, err: KlingError) -> None:
                     "Waiting for a free slot: the Kling account is running as many jobs as it "
                     "may. Will try again at {time}."
                 )
-                _tell(job, say(waiting, time=at(retry_at)))
+                job_tell(job=job, message=say(waiting, time=at(retry_at)))
             else:
                 waiting = gettext_noop("Waiting - Kling is busy, will retry at {time}. ({reason})")
-                _tell(job, say(waiting, time=at(retry_at), reason=error_message(err)))
-            _schedule(job, at=retry_at)
+                job_tell(
+                    job=job, message=say(waiting, time=at(retry_at), reason=error_message(err))
+                )
+            job_schedule(job=job, at=retry_at)
         else:
             job.send_started_at = None
             message = error_message(err)
@@ -360,28 +216,34 @@ def _after_send_error(job: Job, err: KlingError) -> None:
 def _reconcile(job: Job) -> None:
     """Find out whether a create whose answer was lost made a task on Kling."""
     now = timezone.now()
+    # ``job_advance`` reconciles only a job whose send has started.
+    assert job.send_started_at is not None
     try:
         candidates = _recent_kling_tasks(since=job.send_started_at - timedelta(minutes=2))
     except KlingError as err:
         with transaction.atomic():
             job = Job.objects.select_for_update().get(pk=job.pk)
             job.error_detail = str(err)
-            _schedule(job, at=now + _backoff(job.poll_errors + 1))
+            job_schedule(job=job, at=now + _backoff(job.poll_errors + 1))
             job.poll_errors += 1
             job.save()
         return
 
-    match = _find_own_task(job, candidates)
-    if match is not None:
-        _adopt(job, match, note=say(gettext_noop("Found on Kling after a lost answer")))
+    claim = _claim(job, candidates)
+    if claim.task is not None:
+        _adopt(job, claim.task, note=say(gettext_noop("Found on Kling after a lost answer")))
+        return
+    if claim.ambiguous:
+        _hold_for_a_person([job.pk, *claim.rivals])
         return
 
     with transaction.atomic():
         job = Job.objects.select_for_update().get(pk=job.pk)
+        assert job.send_started_at is not None  # still leased to this run
         settle_at = job.send_started_at + timedelta(seconds=settings.KLING_RECONCILE_GRACE_SECONDS)
         if now < settle_at:
             # Kling may not list a task the moment it exists; look again before concluding.
-            _schedule(job, at=min(settle_at, now + timedelta(seconds=_reconcile_wait())))
+            job_schedule(job=job, at=min(settle_at, now + timedelta(seconds=_reconcile_wait())))
         elif job.send_attempts >= settings.KLING_MAX_SEND_ATTEMPTS:
             job.send_started_at = None
             _fail(
@@ -397,9 +259,12 @@ def _reconcile(job: Job) -> None:
             )
         else:
             job.send_started_at = None
-            _tell(job, say(gettext_noop("Kling never received the job; sending it again.")))
+            job_tell(
+                job=job,
+                message=say(gettext_noop("Kling never received the job; sending it again.")),
+            )
             # Answers lost again and again (a flaky proxy, say) back off like other failures.
-            _schedule(job, at=now + _backoff(job.send_attempts))
+            job_schedule(job=job, at=now + _backoff(job.send_attempts))
         job.save()
 
 
@@ -414,31 +279,73 @@ def _recent_kling_tasks(*, since: datetime, pages: int = 3) -> list[KlingTask]:
     return [t for t in tasks if t.created_at is None or t.created_at >= since]
 
 
-def _find_own_task(job: Job, tasks: list[KlingTask]) -> KlingTask | None:
-    """The task this job's lost create made, if Kling lists one.
+@dataclass(frozen=True)
+class _Claim:
+    """What Kling's list says about a job whose create's answer was lost."""
 
-    Kling echoes no reference of ours, so a task is ours when it started from the same video
-    after the send began and no other job owns it; among several, the earliest.
+    task: KlingTask | None = None
+    # Other jobs whose lost creates could have made the same task(s).
+    rivals: tuple[int, ...] = ()
+    ambiguous: bool = False
+
+
+def _claim(job: Job, tasks: list[KlingTask]) -> _Claim:
+    """The task this job's lost create made, if Kling's list shows it beyond doubt.
+
+    Kling echoes no reference of ours: a listed task shows only its source video and when it
+    was made (the list was read from just before the send). So a task is this job's when it
+    is the one unowned task from the job's source, and no other job, of any team, lost a
+    create from the same source meanwhile. Anything less certain is ambiguous: adopting
+    another's task would show one team another's video, sending again could pay twice.
     """
-    taken = set(
-        Job.objects.filter(kling_task_id__in=[t.task_id for t in tasks]).values_list(
-            "kling_task_id", flat=True
+    owned = Job.objects.filter(kling_task_id__in=[t.task_id for t in tasks])
+    taken = set(owned.values_list("kling_task_id", flat=True))
+    same_source, unknown_source = [], []
+    for listed in tasks:
+        if listed.task_id in taken:
+            continue
+        parent = listed.parent_video
+        if parent is None or not (parent.id or parent.url):
+            unknown_source.append(listed)
+        elif (job.video_id and parent.id == job.video_id) or (
+            job.video_url and parent.url == job.video_url
+        ):
+            same_source.append(listed)
+    if not same_source and not unknown_source:
+        return _Claim()
+    source = {"video_id": job.video_id} if job.video_id else {"video_url": job.video_url}
+    rivals = Job.objects.filter(
+        status=JobStatus.PENDING, send_started_at__isnull=False, kling_task_id__isnull=True
+    ).filter(**source)
+    rival_ids = tuple(rivals.exclude(pk=job.pk).values_list("pk", flat=True))
+    if len(same_source) == 1 and not unknown_source and not rival_ids:
+        return _Claim(task=same_source[0])
+    return _Claim(rivals=rival_ids, ambiguous=True)
+
+
+def _hold_for_a_person(job_ids: list[int]) -> None:
+    """Stop following jobs whose lost create Kling's list cannot settle, and say so.
+
+    Neither adopting a task nor sending again is safe for them: a person compares them with
+    Kling's console and then sends them again or fails them (admin actions).
+    """
+    message = say(
+        gettext_noop(
+            "Kling's answer was lost and its task list cannot tell which task is this job's. "
+            "The studio stopped here so that nothing is paid twice; a staff member will check "
+            "it with Kling."
         )
     )
-    mine = []
-    for task in tasks:
-        if task.task_id in taken:
-            continue
-        parent = task.parent_video
-        if parent is not None and (parent.id or parent.url):
-            same = (job.video_id and parent.id == job.video_id) or (
-                job.video_url and parent.url == job.video_url
-            )
-            if not same:
+    for job_id in sorted(job_ids):  # in one order, so two holds at once never deadlock
+        with transaction.atomic():
+            held = Job.objects.select_for_update().get(pk=job_id)
+            if held.kling_task_id or held.status != JobStatus.PENDING or held.needs_person:
                 continue
-        mine.append(task)
-    mine.sort(key=lambda t: t.created_at or timezone.now())
-    return mine[0] if mine else None
+            logger.warning("Job %s is held for a person: its lost create is ambiguous", job_id)
+            held.needs_person = True
+            held.next_check_at = None
+            job_tell(job=held, message=message)
+            held.save()
 
 
 def _adopt(job: Job, task: KlingTask, *, note: Message) -> None:
@@ -452,16 +359,20 @@ def _adopt(job: Job, task: KlingTask, *, note: Message) -> None:
         job.sent_at = now
         job.error_code = None
         job.error_detail = ""
-        _tell(job, say(gettext_noop("Kling has the job and will start on it shortly.")))
-        _set_status(job, JobStatus.SENT, note=note)
+        job_tell(
+            job=job, message=say(gettext_noop("Kling has the job and will start on it shortly."))
+        )
+        job_status_change(job=job, status=JobStatus.SENT, note=note)
         _apply_kling_task(job, task)
         if job.is_active:
-            _schedule(job, at=now + _poll_interval(job, now))
+            job_schedule(job=job, at=now + _poll_interval(job, now))
         job.save()
 
 
 def _check(job: Job) -> None:
     now = timezone.now()
+    # A job past pending was sent, and sending stored the task's ID.
+    assert job.kling_task_id is not None
     try:
         task = kling_client().get_task(job.kling_task_id)
     except KlingError as err:
@@ -479,7 +390,7 @@ def _check(job: Job) -> None:
                 )
             else:
                 wait = min(_backoff(job.poll_errors), _poll_interval(job, now) * 4)
-                _schedule(job, at=now + wait)
+                job_schedule(job=job, at=now + wait)
             job.save()
         return
 
@@ -492,7 +403,7 @@ def _check(job: Job) -> None:
         job.error_detail = ""
         _apply_kling_task(job, task)
         if job.is_active:
-            _schedule(job, at=now + _poll_interval(job, now))
+            job_schedule(job=job, at=now + _poll_interval(job, now))
         job.save()
 
 
@@ -507,8 +418,10 @@ def _apply_kling_task(job: Job, task: KlingTask) -> None:
 
     if task.status == TaskStatus.PROCESSING and job.status == JobStatus.SENT:
         job.processing_at = now
-        _tell(job, say(gettext_noop("Kling is making the video.")))
-        _set_status(job, JobStatus.PROCESSING, note=say(gettext_noop("Kling started processing")))
+        job_tell(job=job, message=say(gettext_noop("Kling is making the video.")))
+        job_status_change(
+            job=job, status=JobStatus.PROCESSING, note=say(gettext_noop("Kling started processing"))
+        )
     elif task.status == TaskStatus.SUCCEED:
         video = task.videos[0] if task.videos else None
         if video is None:
@@ -522,8 +435,10 @@ def _apply_kling_task(job: Job, task: KlingTask) -> None:
         job.processing_at = job.processing_at or now
         job.finished_at = now
         job.next_check_at = None
-        _tell(job, say(gettext_noop("Your lip-synced video is ready.")))
-        _set_status(job, JobStatus.SUCCEEDED, note=say(gettext_noop("Kling finished the video")))
+        job_tell(job=job, message=say(gettext_noop("Your lip-synced video is ready.")))
+        job_status_change(
+            job=job, status=JobStatus.SUCCEEDED, note=say(gettext_noop("Kling finished the video"))
+        )
         _after_finish(job)
     elif task.status == TaskStatus.FAILED:
         _fail(
@@ -536,47 +451,20 @@ def _apply_kling_task(job: Job, task: KlingTask) -> None:
 def _fail(job: Job, message: Message, *, note: Message | None = None) -> None:
     job.finished_at = timezone.now()
     job.next_check_at = None
-    _tell(job, message)
-    _set_status(job, JobStatus.FAILED, note=note or message)
+    job_tell(job=job, message=message)
+    job_status_change(job=job, status=JobStatus.FAILED, note=note or message)
     _after_finish(job)
 
 
 def _after_finish(job: Job) -> None:
     """Follow-up work for a finished job, queued in the same transaction as its status."""
-    from tasks_app.tasks import email_job_finished, store_result
-
     if job.status == JobStatus.SUCCEEDED:
         store_result.enqueue(job.pk)
     email_job_finished.enqueue(job.pk)
 
 
-def _set_status(
-    job: Job, status: JobStatus, *, note: Message, old_status: str | None = None
-) -> None:
-    """Change the status and record the change (the caller saves the job)."""
-    previous = job.status if old_status is None else old_status
-    if previous == status and old_status is None:
-        return
-    job.status = status
-    JobEvent.objects.create(
-        job=job,
-        old_status=previous,
-        new_status=status,
-        note=render_english(note)[:500],
-        note_message=note,
-    )
-
-
-def _tell(job: Job, message: Message) -> None:
-    """Set what the job's page says under its status (the caller saves the job)."""
-    job.status_message = message
-    job.status_detail = render_english(message)[:500]
-
-
-def _schedule(job: Job, *, at: datetime) -> None:
+def job_schedule(*, job: Job, at: datetime) -> None:
     """Make ``at`` the job's one next run (the caller saves the job)."""
-    from tasks_app.tasks import advance_job
-
     job.next_check_at = at
     advance_job.using(run_after=at).enqueue(job.pk, at.isoformat())
 
@@ -597,11 +485,7 @@ def _kling_request(job: Job) -> LipSyncRequest:
         speech = AudioTrack(audio_url=job.audio_url)
     callback_url = None
     if settings.SITE_URL:
-        from django.urls import reverse
-
-        path = reverse(
-            "kling_callback", kwargs={"job_id": job.pk, "token": job_callback_token(job=job)}
-        )
+        path = reverse("kling_callback", kwargs={"job_id": job.pk, "token": job.callback_token})
         callback_url = settings.SITE_URL + path
     return LipSyncRequest(
         video=video,
@@ -639,16 +523,13 @@ def _lease() -> timedelta:
     return timedelta(seconds=settings.KLING_CONNECT_TIMEOUT + settings.KLING_READ_TIMEOUT + 30)
 
 
-# --- Reading ---------------------------------------------------------------------------------
-
-
 def job_typical_seconds() -> float | None:
     """The median time recent jobs took from submission to a ready video (cached)."""
 
     def compute() -> float | None:
         rows = Job.objects.filter(status=JobStatus.SUCCEEDED, finished_at__isnull=False)
         pairs = rows.order_by("-finished_at").values_list("created_at", "finished_at")[:50]
-        seconds = [(end - start).total_seconds() for start, end in pairs]
+        seconds = [(end - start).total_seconds() for start, end in pairs if end is not None]
         return statistics.median(seconds) if len(seconds) >= 3 else None
 
     return cache.get_or_set("tasks_app.typical_seconds", compute, timeout=300)

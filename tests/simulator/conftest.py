@@ -1,19 +1,26 @@
-"""Fixtures for the Kling package's tests: the simulator on a real local socket."""
+"""Fixtures for the simulator's tests: the simulator on a real local socket, a clock the
+tests move, and a server that receives its callbacks."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
+from kling_faults import FaultySimulator
+from simulator_helpers import CallbackReceiver
 
-from tasks_app.kling.simulator import (
+from tasks_app.simulator import (
     DEFAULT_ASSETS_DIR,
     DEMO_RESULT_NAME,
     KlingSimulator,
+    ManualClock,
     SimulatorConfig,
 )
+
+SimulatorT = TypeVar("SimulatorT", bound=KlingSimulator)
 
 # Timings that let a task run its whole course in half a second of real time.
 FAST_TIMINGS: dict[str, Any] = {
@@ -53,24 +60,51 @@ def make_simulator(fake_assets_dir: Path) -> Iterator[Callable[..., KlingSimulat
     video when it is there and a fake one otherwise. Keyword arguments are
     :class:`SimulatorConfig` fields and override the defaults.
     """
-    started: list[KlingSimulator] = []
+    with _starter(KlingSimulator, fake_assets_dir) as factory:
+        yield factory
 
-    def factory(**config: Any) -> KlingSimulator:
+
+@pytest.fixture
+def make_faulty_simulator(fake_assets_dir: Path) -> Iterator[Callable[..., FaultySimulator]]:
+    """Like ``make_simulator``, for a simulator that can be told to fail (tests/kling_faults)."""
+    with _starter(FaultySimulator, fake_assets_dir) as factory:
+        yield factory
+
+
+@contextmanager
+def _starter(cls: type[SimulatorT], fake_assets_dir: Path) -> Iterator[Callable[..., SimulatorT]]:
+    started: list[SimulatorT] = []
+
+    def factory(**config: Any) -> SimulatorT:
         options: dict[str, Any] = {"host": "127.0.0.1", "port": 0, **FAST_TIMINGS}
         if not (DEFAULT_ASSETS_DIR / DEMO_RESULT_NAME).is_file():
             options["assets_dir"] = fake_assets_dir
         options.update(config)
-        simulator = KlingSimulator(SimulatorConfig(**options))
+        simulator = cls(SimulatorConfig(**options))
         simulator.start()
         started.append(simulator)
         return simulator
 
-    yield factory
-    for simulator in reversed(started):
-        simulator.stop()
+    try:
+        yield factory
+    finally:
+        for simulator in reversed(started):
+            simulator.stop()
 
 
 @pytest.fixture
 def simulator(make_simulator: Callable[..., KlingSimulator]) -> KlingSimulator:
     """A running simulator with the default config and fast timings (API key "demo-key")."""
     return make_simulator()
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def receiver() -> Iterator[CallbackReceiver]:
+    receiver = CallbackReceiver()
+    yield receiver
+    receiver.close()
