@@ -90,6 +90,20 @@ def stored_audio_name(instance: models.Model, filename: str) -> str:
     return f"audio/{timezone.now():%Y/%m}/{uuid.uuid4().hex}.{extension}"
 
 
+def stored_source_name(instance: models.Model, filename: str) -> str:
+    """``Job.video_file``'s ``upload_to``: a fresh name; the extension (mp4 or mov) is the one
+    the probe found in the bytes, passed in ``filename`` by the code that stores it."""
+    extension = PurePosixPath(filename).suffix.lower().removeprefix(".")
+    if extension not in ("mp4", "mov"):
+        extension = "mp4"
+    return f"sources/{timezone.now():%Y/%m}/{uuid.uuid4().hex}.{extension}"
+
+
+def stored_poster_name(instance: models.Model, filename: str) -> str:
+    """``Job.poster``'s ``upload_to``: a JPEG frame of the source video."""
+    return f"posters/{timezone.now():%Y/%m}/{uuid.uuid4().hex}.jpg"
+
+
 def stored_video_name(instance: models.Model, filename: str) -> str:
     """``Job.stored_video``'s ``upload_to``: results are always MP4 (see tasks_app.results)."""
     return f"results/{timezone.now():%Y/%m}/{uuid.uuid4().hex}.mp4"
