@@ -302,7 +302,7 @@ def studio_workers(
 @contextmanager
 def simulator(port: int, **config: Any) -> Iterator[Any]:
     """The Kling simulator in this process, on the port every studio process was told about."""
-    from tasks_app.kling.simulator import KlingSimulator, SimulatorConfig
+    from tasks_app.simulator import KlingSimulator, SimulatorConfig
 
     sim = KlingSimulator(SimulatorConfig(host="127.0.0.1", port=port, **config)).start()
     try:
@@ -611,7 +611,6 @@ def bulk_history(b: Bench, total: int) -> None:
     The first TEMPLATE_JOBS are made by the ORM; the rest are older copies of those made in
     SQL, since the ORM spends about half a millisecond preparing each row of 50 columns.
     """
-    from tasks_app import services
     from tasks_app.models import Job, JobStatus
 
     have = Job.objects.filter(team=b.team).count()
@@ -637,8 +636,6 @@ def bulk_history(b: Bench, total: int) -> None:
     missing = total - Job.objects.filter(team=b.team).count()
     if missing > 0:
         copy_history(b.team.pk, missing)
-    # bulk_create and the SQL copy skip Job.save, which keeps the team's tallies.
-    services.job_tallies_rebuild(team=b.team)
 
 
 def copy_history(team_id: int, rows: int) -> None:
@@ -654,7 +651,7 @@ def copy_history(team_id: int, rows: int) -> None:
     for field_ in Job._meta.concrete_fields:
         if field_.primary_key:
             continue
-        column = quote(field_.column)
+        column = quote(str(field_.column))
         columns.append(column)
         if field_.name == "submission_key":
             values.append("lower(hex(randomblob(16)))")  # UUIDField is char(32) on SQLite
@@ -742,15 +739,11 @@ def cancel_leftovers() -> None:
     """End the scenario's jobs and empty the queue, so the next scenario starts clean."""
     from django_tasks_db.models import DBTaskResult
 
-    from tasks_app import services
-    from tasks_app.models import ACTIVE_STATUSES, Job, JobStatus, Team
+    from tasks_app.models import ACTIVE_STATUSES, Job, JobStatus
 
     Job.objects.filter(status__in=ACTIVE_STATUSES).update(
         status=JobStatus.CANCELLED, next_check_at=None
     )
-    # A bulk update skips Job.save, which keeps the history's counts per status.
-    for team in Team.objects.all():
-        services.job_tallies_rebuild(team=team)
     DBTaskResult.objects.all().delete()
 
 
@@ -799,7 +792,7 @@ def bench_create(b: Bench) -> None:
     )
 
 
-def task_queries(sim: Any, task_id: str) -> int:
+def task_queries(sim: Any, task_id: str | None) -> int:
     path = f"/v1/videos/lip-sync/{task_id}"
     return sum(1 for r in sim.requests if r.method == "GET" and r.path == path)
 
@@ -916,12 +909,12 @@ def schedule_all_now(job_ids: list[int]) -> datetime:
     """Make every job due now, the way a callback does, all visible at one commit."""
     from django.db import transaction
 
-    from tasks_app import services
     from tasks_app.models import Job
+    from tasks_app.services import lifecycle
 
     with transaction.atomic():
         for job in Job.objects.filter(pk__in=job_ids):
-            if not services.job_request_check(job=job):
+            if not lifecycle.job_request_check(job=job):
                 raise HarnessError(f"job {job.pk} could not be scheduled")
         t0 = datetime.now(UTC)
     return t0
