@@ -6,6 +6,7 @@ silently read as a default (after healthchecks' ``envbool``/``envint``).
 
 from __future__ import annotations
 
+import math
 import os
 from typing import overload
 
@@ -48,6 +49,22 @@ def envint(name: str, default: int, *, minimum: int | None = None) -> int:
         raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}") from None
     if minimum is not None and number < minimum:
         raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {number}")
+    return number
+
+
+def envfloat(name: str, default: float, *, above: float | None = None) -> float:
+    """A decimal number (``0.5``, ``48``); ``above`` is an exclusive lower bound."""
+    value = envstr(name)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, not {value!r}") from None
+    if not math.isfinite(number):
+        raise ImproperlyConfigured(f"{name} must be a finite number, not {value!r}")
+    if above is not None and number <= above:
+        raise ImproperlyConfigured(f"{name} must be more than {above:g}, not {value}")
     return number
 
 

@@ -10,7 +10,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
-from lipsync_site.env import envbool, envint, envlist, envstr, envurl
+from lipsync_site.env import envbool, envfloat, envint, envlist, envstr, envurl
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -216,13 +216,26 @@ KLING_READ_TIMEOUT = envint("KLING_READ_TIMEOUT", 30, minimum=1)
 SITE_URL = envurl("SITE_URL")
 KLING_WEBHOOK_SECRET = envstr("KLING_WEBHOOK_SECRET")
 
-# Kling's documented limits on the source video, shown as hints; the live service has been seen
-# to accept more, and Kling's own message is shown when it disagrees.
+# An uploaded source video reaches Kling as a signed link under SITE_URL (tasks_app.source_links),
+# valid this long. Without SITE_URL, demo mode links to the address `make run` serves on, where
+# the simulator fetches it from this machine; live mode cannot take uploads then.
+SOURCE_LINK_HOURS = envfloat("SOURCE_LINK_HOURS", 48.0, above=0)
+DEMO_STUDIO_URL = f"http://127.0.0.1:{envint('PORT', 8000, minimum=1)}"
+
+# Kling's documented limits on the source video: every video is measured against them before it
+# is sent, and the hints say them. The live service has been seen to accept more, and Kling's
+# own message is shown when it disagrees.
 KLING_VIDEO_MIN_SECONDS = envint("KLING_VIDEO_MIN_SECONDS", 2, minimum=1)
 KLING_VIDEO_MAX_SECONDS = envint("KLING_VIDEO_MAX_SECONDS", 10, minimum=1)
 KLING_VIDEO_MIN_SIDE = envint("KLING_VIDEO_MIN_SIDE", 720, minimum=1)
 KLING_VIDEO_MAX_SIDE = envint("KLING_VIDEO_MAX_SIDE", 1920, minimum=1)
 KLING_MAX_AUDIO_BYTES = envint("KLING_MAX_AUDIO_BYTES", 5 * 1024 * 1024, minimum=1024)
+KLING_VIDEO_MAX_BYTES = envint("KLING_VIDEO_MAX_BYTES", 100 * 1024 * 1024, minimum=1024)
+KLING_AUDIO_MIN_SECONDS = envint("KLING_AUDIO_MIN_SECONDS", 2, minimum=1)
+KLING_AUDIO_MAX_SECONDS = envint("KLING_AUDIO_MAX_SECONDS", 60, minimum=1)
+# The longest one check of a source video or audio (fetching, probing, the face check) may
+# hold a web worker; past it the person is told the studio could not read it in time.
+MEDIA_CHECK_SECONDS = envint("MEDIA_CHECK_SECONDS", 20, minimum=1)
 
 # The worker's schedule: how often an active job is checked, and how sending backs off.
 KLING_POLL_FAST_SECONDS = envint("KLING_POLL_FAST_SECONDS", 5, minimum=1)

@@ -27,6 +27,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, StreamingHttpResponse
+from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.formats import number_format
@@ -72,6 +73,7 @@ INPUT_FIELDS = (
     "mode",
     "video_id",
     "video_url",
+    "source_video",
     "parent_task_id",
     "text",
     "voice_id",
@@ -139,6 +141,28 @@ def _staff_member(request: HttpRequest) -> AuthUser:
 def _voice_name(job: Job) -> str:
     voice = get_voice(job.voice_id) if job.voice_id else None
     return voice.name("en") if voice else job.voice_id
+
+
+def _source_facts(job: Job) -> list[str]:
+    """The source video's file name, length, size, file size and face check, as words."""
+    facts: list[str] = []
+    if job.video_name:
+        facts.append(job.video_name)
+    if job.video_duration is not None:
+        facts.append(_("%(seconds).1f s") % {"seconds": job.video_duration})
+    if job.video_width and job.video_height:
+        size = _("%(width)d × %(height)d px")  # noqa: RUF001 (a multiplication sign)
+        facts.append(size % {"width": job.video_width, "height": job.video_height})
+    if job.video_bytes is not None:
+        facts.append(filesizeformat(job.video_bytes))
+    if job.face_found:
+        facts.append(str(_("Face found")))
+    elif job.face_found is False:
+        if job.confirmed_no_face:
+            facts.append(str(_("No face found (sent anyway)")))
+        else:
+            facts.append(str(_("No face found")))
+    return facts
 
 
 # --- Filters ---------------------------------------------------------------------------------
@@ -301,6 +325,7 @@ class JobAdmin(admin.ModelAdmin):
 
     list_display = (
         "id",
+        "poster_thumbnail",
         "status_badge",
         "review_badge",
         "team",
@@ -477,6 +502,34 @@ class JobAdmin(admin.ModelAdmin):
                 )
             )
         return format_html_join(" · ", "{}", ((part,) for part in parts))
+
+    @admin.display(description=_("video"))
+    def poster_thumbnail(self, job: Job) -> SafeString | str:
+        if not job.poster:
+            return "-"
+        return format_html(
+            '<img src="{}" alt="" height="48" loading="lazy">',
+            reverse("tasks:poster", args=[job.pk]),
+        )
+
+    @admin.display(description=_("source video"))
+    def source_video(self, job: Job) -> SafeString | str:
+        """What the studio measured of the source before sending it (nothing for an ID)."""
+        if job.video_id:
+            return str(_("A Kling video ID: the studio cannot check it; Kling does."))
+        facts = _source_facts(job)
+        if not facts and not job.poster:
+            return "-"
+        poster = (
+            format_html(
+                '<img src="{}" alt="{}" style="max-height: 240px; max-width: 100%"><br>',
+                reverse("tasks:poster", args=[job.pk]),
+                _("A frame from the source video"),
+            )
+            if job.poster
+            else ""
+        )
+        return format_html("{}{}", poster, " · ".join(facts))
 
     @admin.display(description=_("audio file"))
     def stored_audio(self, job: Job) -> SafeString | str:

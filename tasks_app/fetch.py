@@ -24,13 +24,18 @@ Django's settings; :func:`policy_from_settings` reads them for the studio.
 
 from __future__ import annotations
 
+import io
 import ipaddress
+import re
 import socket
+import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import httpx
@@ -38,6 +43,9 @@ from django.conf import settings
 from django.utils.translation import gettext_noop
 
 from tasks_app.wording import Message, say
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 # ``resolver(host, port)`` -> the addresses the host resolves to, as text.
@@ -194,24 +202,38 @@ def fetch(
     policy: FetchPolicy,
     resolver: Resolver = resolve,
     transport: httpx.BaseTransport | None = None,
+    headers: Mapping[str, str] | None = None,
+    deadline: float | None = None,
+    client: httpx.Client | None = None,
 ) -> Iterator[FetchedResponse]:
     """GET ``url`` through the guard; yields the answer once no redirect is left to follow.
 
     The caller judges the status and type; reading the body enforces the byte cap and the
     deadline. Every refusal and network failure is a :class:`FetchError`. ``transport`` is
     for tests (httpx.MockTransport); by default a fresh HTTPTransport that verifies TLS.
+    ``headers`` are added to the request (a ``Range``); ``deadline`` (a monotonic moment)
+    replaces the policy's own when several requests share one, and ``client`` (made by
+    :func:`_client`) lets them share connections.
     """
-    ends = time.monotonic() + policy.deadline_seconds
-    with httpx.Client(
-        transport=transport or httpx.HTTPTransport(),
-        follow_redirects=False,
-        trust_env=False,
-    ) as client:
-        response, final_url = _follow(client, _web_url(url), policy, resolver, ends)
+    ends = time.monotonic() + policy.deadline_seconds if deadline is None else deadline
+    with ExitStack() as stack:
+        if client is None:
+            client = stack.enter_context(_client(transport))
+        response, final_url = _follow(
+            client, _web_url(url), policy, resolver, ends, dict(headers or {})
+        )
         try:
             yield FetchedResponse(response, url=str(final_url), policy=policy, ends=ends)
         finally:
             response.close()
+
+
+def _client(transport: httpx.BaseTransport | None) -> httpx.Client:
+    return httpx.Client(
+        transport=transport or httpx.HTTPTransport(),
+        follow_redirects=False,
+        trust_env=False,
+    )
 
 
 def _follow(
@@ -220,10 +242,12 @@ def _follow(
     policy: FetchPolicy,
     resolver: Resolver,
     ends: float,
+    headers: dict[str, str],
 ) -> tuple[httpx.Response, httpx.URL]:
     redirects = 0
     while True:
-        response = _send(client, url, _vetted_addresses(url, policy, resolver), policy, ends)
+        addresses = _vetted_addresses(url, policy, resolver)
+        response = _send(client, url, addresses, policy, ends, headers)
         location = response.headers.get("location")
         if response.status_code not in REDIRECTS or not location:
             return response, url
@@ -299,6 +323,7 @@ def _send(
     addresses: Sequence[IPAddress],
     policy: FetchPolicy,
     ends: float,
+    headers: dict[str, str],
 ) -> httpx.Response:
     host = url.raw_host.decode("ascii")
     refused: httpx.ConnectError | None = None
@@ -318,6 +343,8 @@ def _send(
             "GET",
             url.copy_with(host=str(address)),
             headers={
+                # The caller's first, so that none of them can replace the guard's own.
+                **headers,
                 "Host": url.netloc.decode("ascii"),
                 "User-Agent": "LipSyncStudio/1",
                 "Accept": "*/*",
@@ -394,4 +421,244 @@ def policy_from_settings(*, max_bytes: int, deadline_seconds: float) -> FetchPol
         connect_timeout=settings.KLING_CONNECT_TIMEOUT,
         read_timeout=settings.KLING_READ_TIMEOUT,
         allowed_hosts=frozenset(allowed),
+    )
+
+
+BLOCK_SIZE = 256 * 1024
+CACHED_BLOCKS = 16
+_CONTENT_RANGE = re.compile(r"bytes ([0-9]{1,18})-([0-9]{1,18})/([0-9]{1,18})")
+
+
+class RemoteFile(io.RawIOBase):
+    """A link read as a seekable, read-only file, so PyAV can probe it without downloading it.
+
+    Where the server answers ranges, reads become ``Range`` requests of ``block_size`` bytes
+    (the last ``cached_blocks`` kept), so an MP4 whose index is at the start costs a few MB
+    however large it is. Where it does not, the whole body is downloaded once into a
+    temporary file (within the byte cap; the file is gone once closed). Every request goes
+    through the guard, all of them against one deadline; ``bytes_read`` counts the bytes
+    received, and is held to the policy's byte cap too. Make one with :func:`open_remote`.
+    """
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        policy: FetchPolicy,
+        resolver: Resolver,
+        transport: httpx.BaseTransport | None,
+        deadline: float,
+        block_size: int,
+        cached_blocks: int,
+    ) -> None:
+        super().__init__()
+        self.url = url
+        self.size = 0
+        self.bytes_read = 0
+        self.ranged = False
+        self._policy = policy
+        self._resolver = resolver
+        self._deadline = deadline
+        self._block_size = block_size
+        self._cached_blocks = cached_blocks
+        self._blocks: OrderedDict[int, bytes] = OrderedDict()
+        self._validator = ""
+        self._position = 0
+        self._spool: io.BufferedRandom | None = None
+        self._client = _client(transport)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self.size}.get(whence)
+        if base is None:
+            raise ValueError(f"invalid whence ({whence})")
+        if base + offset < 0:
+            raise ValueError("negative seek position")
+        self._position = base + offset
+        return self._position
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        # A short read (to the end of one block) is allowed, and FFmpeg asks again.
+        view = memoryview(buffer).cast("B")
+        wanted = min(len(view), self.size - self._position)
+        if wanted <= 0:
+            return 0
+        if self._spool is not None:
+            self._spool.seek(self._position)
+            got = self._spool.readinto(view[:wanted])
+        else:
+            index, offset = divmod(self._position, self._block_size)
+            piece = self._block(index)[offset : offset + wanted]
+            got = len(piece)
+            view[:got] = piece
+        self._position += got
+        return got
+
+    def close(self) -> None:
+        if not self.closed:
+            if self._spool is not None:
+                self._spool.close()
+            self._blocks.clear()
+            self._client.close()
+        super().close()
+
+    def _open(self) -> None:
+        end = self._block_size - 1
+        with self._get(f"bytes=0-{end}") as response:
+            if response.status_code == 206:
+                self.size = _content_range(response.headers, first=0, last=end)
+                self.url = response.url
+                self.ranged = True
+                etag = response.headers.get("etag", "")
+                # If-Range takes a strong validator only; a changed file then comes whole
+                # (200) and is refused, rather than mixing two versions' bytes.
+                self._validator = "" if etag.startswith("W/") else etag
+                self._blocks[0] = self._body(response)
+            elif response.status_code == 200:
+                # Deleted when closed (in close()); on POSIX it has no name at all.
+                self._spool = tempfile.TemporaryFile()  # noqa: SIM115
+                for chunk in self._chunks(response):
+                    self._spool.write(chunk)
+                self.size = self._spool.tell()
+            elif response.status_code == 416:
+                # Even byte 0 is out of range: the file is empty.
+                self._spool = tempfile.TemporaryFile()  # noqa: SIM115
+            else:
+                raise _status_error(response.status_code)
+
+    def _block(self, index: int) -> bytes:
+        block = self._blocks.get(index)
+        if block is not None:
+            self._blocks.move_to_end(index)
+            return block
+        first = index * self._block_size
+        last = min(first + self._block_size, self.size) - 1
+        with self._get(f"bytes={first}-{last}") as response:
+            if response.status_code != 206:
+                raise _changed()
+            _content_range(response.headers, first=first, last=last, size=self.size)
+            block = self._body(response)
+        if len(block) != last - first + 1:
+            raise _changed()
+        self._blocks[index] = block
+        while len(self._blocks) > self._cached_blocks:
+            self._blocks.popitem(last=False)
+        return block
+
+    def _get(self, byte_range: str) -> AbstractContextManager[FetchedResponse]:
+        headers = {"Range": byte_range}
+        if self._validator:
+            headers["If-Range"] = self._validator
+        return fetch(
+            self.url,
+            policy=self._policy,
+            resolver=self._resolver,
+            headers=headers,
+            deadline=self._deadline,
+            client=self._client,
+        )
+
+    def _body(self, response: FetchedResponse) -> bytes:
+        return b"".join(self._chunks(response))
+
+    def _chunks(self, response: FetchedResponse) -> Iterator[bytes]:
+        for chunk in response.iter_bytes():
+            self.bytes_read += len(chunk)
+            if self.bytes_read > self._policy.max_bytes:
+                raise _too_big()
+            yield chunk
+
+
+def open_remote(
+    url: str,
+    *,
+    policy: FetchPolicy,
+    resolver: Resolver = resolve,
+    transport: httpx.BaseTransport | None = None,
+    deadline: float | None = None,
+    block_size: int = BLOCK_SIZE,
+    cached_blocks: int = CACHED_BLOCKS,
+) -> RemoteFile:
+    """``url`` as a :class:`RemoteFile`, its first block read (or, without ranges, all of it).
+
+    ``deadline`` (a monotonic moment; by default the policy's deadline from now) holds for
+    every request made through the file. Close it when done (it is a context manager).
+    Raises :class:`FetchError`.
+    """
+    ends = time.monotonic() + policy.deadline_seconds if deadline is None else deadline
+    remote = RemoteFile(
+        url=url,
+        policy=policy,
+        resolver=resolver,
+        transport=transport,
+        deadline=ends,
+        block_size=block_size,
+        cached_blocks=cached_blocks,
+    )
+    try:
+        remote._open()
+    except BaseException:
+        remote.close()
+        raise
+    return remote
+
+
+def _content_range(
+    headers: httpx.Headers, *, first: int, last: int, size: int | None = None
+) -> int:
+    """The total size in a 206 answer's ``Content-Range``, checked against the range asked."""
+    match = _CONTENT_RANGE.fullmatch(headers.get("content-range", "").strip())
+    if not match:
+        raise _changed()
+    start, end, total = (int(group) for group in match.groups())
+    # The first answer may be shorter than asked (a small file), never elsewhere.
+    if start != first or end < start or end >= total or end > last:
+        raise _changed()
+    if size is not None and (total != size or end != last):
+        raise _changed()
+    return total
+
+
+def _status_error(status: int) -> FetchError:
+    if status in (404, 410):
+        return FetchError(
+            FetchReason.NOT_FOUND,
+            say(
+                gettext_noop("The link's file was not found (its server answered {status})."),
+                status=status,
+            ),
+            detail=str(status),
+        )
+    if status in (401, 403):
+        return FetchError(
+            FetchReason.REFUSED,
+            say(
+                gettext_noop(
+                    "The link's server refused to give the file (it answered {status}); "
+                    "is the link public?"
+                ),
+                status=status,
+            ),
+            detail=str(status),
+        )
+    return FetchError(
+        FetchReason.FAILED,
+        say(gettext_noop("The link's server answered {status}."), status=status),
+        detail=str(status),
+    )
+
+
+def _changed() -> FetchError:
+    return FetchError(
+        FetchReason.FAILED,
+        say(gettext_noop("The link's server answered a part of the file wrongly.")),
+        detail="Range",
     )

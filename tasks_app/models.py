@@ -12,7 +12,13 @@ from django.utils.crypto import salted_hmac
 from django.utils.functional import cached_property
 from django.utils.translation import gettext_lazy as _
 
-from tasks_app.uploads import SniffedAudioField, stored_audio_name, stored_video_name
+from tasks_app.uploads import (
+    SniffedAudioField,
+    stored_audio_name,
+    stored_poster_name,
+    stored_source_name,
+    stored_video_name,
+)
 from tasks_app.validators import validate_audio_link, validate_video_link
 
 if TYPE_CHECKING:
@@ -175,6 +181,10 @@ class Job(models.Model):
     video_url = models.URLField(
         _("video link"), max_length=2000, blank=True, validators=[validate_video_link]
     )
+    # A video from the person's computer: stored under a generated name, handed to Kling
+    # as a signed link (tasks_app.source_links); the person's file name is for display only.
+    video_file = models.FileField(_("video file"), upload_to=stored_source_name, blank=True)
+    video_name = models.CharField(_("video file name"), max_length=255, blank=True)
     parent_task_id = models.CharField(_("parent task ID"), max_length=128, blank=True)
     mode = models.CharField(max_length=16, choices=JobMode.choices)
     text = models.CharField(max_length=120, blank=True)
@@ -192,6 +202,19 @@ class Job(models.Model):
     # the person's own file name is kept in audio_name, for display only.
     audio_file = SniffedAudioField(_("audio file"), upload_to=stored_audio_name, blank=True)
     audio_name = models.CharField(_("audio file name"), max_length=255, blank=True)
+
+    # What the studio measured of the source before sending it (tasks_app.probe). Empty for
+    # a Kling video ID, which only Kling can read.
+    video_duration = models.FloatField(_("video length (s)"), null=True, blank=True)
+    video_width = models.PositiveIntegerField(_("video width"), null=True, blank=True)
+    video_height = models.PositiveIntegerField(_("video height"), null=True, blank=True)
+    video_bytes = models.PositiveBigIntegerField(_("video size (bytes)"), null=True, blank=True)
+    # None: not looked for (a Kling video ID).
+    face_found = models.BooleanField(_("face found"), null=True, blank=True)
+    # The person sent it although no face was found (Kling may refuse it).
+    confirmed_no_face = models.BooleanField(_("sent without a face found"), default=False)
+    poster = models.FileField(_("poster frame"), upload_to=stored_poster_name, blank=True)
+    audio_duration = models.FloatField(_("audio length (s)"), null=True, blank=True)
 
     # Local state.
     status = models.CharField(
@@ -278,7 +301,11 @@ class Job(models.Model):
                 fields=["submitted_by", "submission_key"], name="one_job_per_submission"
             ),
             models.CheckConstraint(
-                condition=(models.Q(video_id="") ^ models.Q(video_url="")),
+                condition=(
+                    (~models.Q(video_id="") & models.Q(video_url="") & models.Q(video_file=""))
+                    | (models.Q(video_id="") & ~models.Q(video_url="") & models.Q(video_file=""))
+                    | (models.Q(video_id="") & models.Q(video_url="") & ~models.Q(video_file=""))
+                ),
                 name="exactly_one_video_source",
             ),
         ]

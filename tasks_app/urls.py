@@ -8,10 +8,12 @@ urlpatterns = [
     path("", views.job_list, name="list"),
     path("live/", views.job_list_live, name="live"),
     path("new/", views.job_create, name="create"),
+    path("new/check/", views.job_check, name="check"),
     path("<int:pk>/", views.job_detail, name="detail"),
     path("<int:pk>/retry/", views.job_retry, name="retry"),
     path("<int:pk>/cancel/", views.job_cancel, name="cancel"),
     path("<int:pk>/archive/", views.job_archive, name="archive"),
     path("<int:pk>/video/", views.job_video, name="video"),
     path("<int:pk>/audio/", views.job_audio, name="audio"),
+    path("<int:pk>/poster.jpg", views.job_poster, name="poster"),
 ]

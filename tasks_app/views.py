@@ -26,7 +26,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseStopPolling, trigger_client_event
 from django_htmx.middleware import HtmxDetails
 
-from tasks_app import teams, webhooks
+from tasks_app import source_check, teams, webhooks
 from tasks_app.filters import COUNT_CAP, JobFilterForm, history_page
 from tasks_app.forms import (
     TEXT_MAX_CHARS,
@@ -44,8 +44,8 @@ from tasks_app.uploads import (
     AUDIO_CONTENT_TYPES,
     UNKNOWN_AUDIO_EXTENSION,
     UNKNOWN_CONTENT_TYPE,
-    AudioSizeLimitHandler,
     audio_format_of,
+    media_upload_handlers,
 )
 
 if TYPE_CHECKING:
@@ -122,9 +122,23 @@ def job_list_live(request: StudioRequest) -> HttpResponse:
     return response
 
 
-def _initial_from_job(job: Job) -> dict:
+def _initial_from_job(job: Job, *, person_id: int) -> dict:
+    if job.video_id:
+        video_source = VideoSourceChoice.ID
+    elif job.video_file:
+        video_source = VideoSourceChoice.FILE
+    else:
+        video_source = VideoSourceChoice.URL
+    staged = ""
+    if job.video_file:
+        # The job's stored file is offered again as if just uploaded: no second upload.
+        staged = source_check.staged_token(
+            staged=source_check.Staged(name=job.video_file.name or "", original=job.video_name),
+            person_id=person_id,
+        )
     return {
-        "video_source": VideoSourceChoice.ID if job.video_id else VideoSourceChoice.URL,
+        "video_source": video_source,
+        "video_staged": staged,
         "video_id": job.video_id,
         "task_id": job.parent_task_id,
         "video_url": job.video_url,
@@ -138,10 +152,20 @@ def _initial_from_job(job: Job) -> dict:
     }
 
 
-@csrf_exempt  # the upload handler must be set before CSRF reads the body; checked below
+def _bound_job_form(request: StudioRequest) -> JobForm:
+    return JobForm(
+        request.POST,
+        request.FILES,
+        upload_too_big=getattr(request, "upload_too_big", False),
+        video_upload_too_big=getattr(request, "video_upload_too_big", False),
+        person_id=request.user.pk,
+    )
+
+
+@csrf_exempt  # the upload handlers must be set before CSRF reads the body; checked below
 @require_http_methods(["GET", "POST"])
 def job_create(request: StudioRequest) -> HttpResponse:
-    request.upload_handlers.insert(0, AudioSizeLimitHandler(request))
+    request.upload_handlers = media_upload_handlers(request)
     return _job_create(request)
 
 
@@ -149,12 +173,11 @@ def job_create(request: StudioRequest) -> HttpResponse:
 def _job_create(request: StudioRequest) -> HttpResponse:
     source_job = None
     if request.method == "POST":
-        form = JobForm(
-            request.POST,
-            request.FILES,
-            upload_too_big=getattr(request, "upload_too_big", False),
-        )
-        if form.is_valid():
+        form = _bound_job_form(request)
+        form.is_valid()
+        # Read even when a field has an error, so the page shown again keeps the video.
+        form.check_sources()
+        if form.ready:
             try:
                 job, created = submitting.job_create(
                     team=teams.team_for_person(profile=request.profile),
@@ -175,9 +198,11 @@ def _job_create(request: StudioRequest) -> HttpResponse:
         if _is_id(source_id):
             source_job = Job.objects.visible_to(request.user).filter(pk=int(source_id)).first()
             if source_job:
-                initial |= _initial_from_job(source_job)
+                initial |= _initial_from_job(source_job, person_id=request.user.pk)
         if request.GET.get("video_id"):
             initial |= {"video_source": VideoSourceChoice.ID, "video_id": request.GET["video_id"]}
+        if video_url := request.GET.get("video_url"):  # a sample video, without JavaScript
+            initial |= {"video_source": VideoSourceChoice.URL, "video_url": video_url}
         form = JobForm(initial=initial)
         status = 200
     context = {
@@ -187,6 +212,26 @@ def _job_create(request: StudioRequest) -> HttpResponse:
         "voice_languages": {voice.id: list(voice.languages) for voice in VOICES},
     }
     return render(request, "tasks/job_form.html", context, status=status)
+
+
+@csrf_exempt  # the upload handlers must be set before CSRF reads the body; checked below
+@require_POST
+def job_check(request: StudioRequest) -> HttpResponse:
+    """The job form's sources read as the person fills it in (htmx): what the studio found.
+
+    The facts are cached and an uploaded video is kept, so the submit that follows reads
+    nothing again. Nothing is saved and no other field is judged here.
+    """
+    request.upload_handlers = media_upload_handlers(request)
+    return _job_check(request)
+
+
+@csrf_protect
+def _job_check(request: StudioRequest) -> HttpResponse:
+    form = _bound_job_form(request)
+    form.is_valid()
+    form.check_sources()
+    return render(request, "tasks/job_form.html#checks", {"form": form, "in_check": True})
 
 
 @require_GET
@@ -328,6 +373,23 @@ def job_audio(request: StudioRequest, pk: int) -> FileResponse:
     )
     response["X-Content-Type-Options"] = "nosniff"
     response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+@require_GET
+def job_poster(request: StudioRequest, pk: int) -> FileResponse:
+    """A frame of the job's source video (JPEG, made by the studio when it checked the video)."""
+    job = get_object_or_404(Job.objects.visible_to(request.user), pk=pk)
+    if not job.poster:
+        raise Http404(_("This job has no picture of its video."))
+    try:
+        file = job.poster.open("rb")
+    except FileNotFoundError:
+        raise Http404(_("This job has no picture of its video.")) from None
+    response = FileResponse(file, content_type="image/jpeg")
+    response["X-Content-Type-Options"] = "nosniff"
+    # A poster never changes once stored; history pages show dozens of them.
+    response["Cache-Control"] = "private, max-age=86400"
     return response
 
 

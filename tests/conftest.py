@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import shutil
 import tempfile
@@ -15,13 +16,13 @@ from django.test import Client
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 from factories import (
-    MP3,
     assert_no_failed_tasks,
     keeping_the_test_connection,
     make_member,
     make_worker,
 )
 from kling_faults import FaultySimulator
+from media_files import AudioFormat, audio_bytes
 
 from tasks_app.models import Job, Team
 from tasks_app.simulator import ManualClock, SimulatorConfig
@@ -171,28 +172,22 @@ def bob(other_user) -> Client:
     return client
 
 
-def _wav_bytes(frames: int = 800) -> bytes:
-    """A real, playable WAV file (mono, 8 kHz, 16-bit silence) made with the wave module."""
-    import io
-    import wave
-
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(8000)
-        out.writeframes(b"\x00\x00" * frames)
-    return buffer.getvalue()
+@functools.cache
+def _tone(format: AudioFormat) -> bytes:
+    # Three seconds: the studio measures every track, and Kling takes 2 s at the least.
+    return audio_bytes(seconds=3, format=format)
 
 
 @pytest.fixture
 def wav_bytes() -> bytes:
-    return _wav_bytes()
+    """A real, playable WAV file: a 3 s tone."""
+    return _tone("wav")
 
 
 @pytest.fixture
 def mp3_bytes() -> bytes:
-    return MP3
+    """A real, playable MP3 file: a 3 s tone."""
+    return _tone("mp3")
 
 
 @pytest.fixture(autouse=True)

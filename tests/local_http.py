@@ -5,7 +5,7 @@ The server records every request in ``requests`` (path with query, and headers) 
 it with one of the ``ANSWERS`` below, serving ``body`` wherever a video is due:
 
 - a path whose first segment names an answer picks that answer (``/video``, ``/slow``,
-  ``/redirect?to=<url>``, ``/chain/<n>``, ...), as tests that choose the link like;
+  ``/redirect?to=<url>``, ``/chain/<n>``, ``/ranged``, ...), as tests that choose the link like;
 - any other path gets the server's ``mode``, which a test may change while it runs, as
   tests whose links are made elsewhere (Kling's ``/assets/...``) need.
 
@@ -15,6 +15,7 @@ endless answers end at once.
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -34,6 +35,7 @@ Mode = Literal[
     "slow",
     "redirect",
     "sets-a-cookie",
+    "ranged",
 ]
 
 
@@ -163,9 +165,34 @@ class _Handler(BaseHTTPRequestHandler):
     def sets_a_cookie(self) -> None:
         self._redirect("/video", cookie="session=s3cret; Path=/")
 
-    def _send(self, status: int, body: bytes, content_type: str) -> None:
+    def ranged(self) -> None:
+        """The video, answering one ``Range: bytes=a-b`` with 206 as file servers do."""
+        body = self.server.body
+        match = re.fullmatch(r"bytes=([0-9]+)-([0-9]*)", self.headers.get("Range", ""))
+        if not match:
+            self._send(200, body, "video/mp4", ranges=True)
+            return
+        first = int(match[1])
+        last = min(int(match[2] or len(body) - 1), len(body) - 1)
+        if first >= len(body):
+            self.send_response(416)
+            self.send_header("Content-Range", f"bytes */{len(body)}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(206)
+        self.send_header("Content-Type", "video/mp4")
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Content-Range", f"bytes {first}-{last}/{len(body)}")
+        self.send_header("Content-Length", str(last - first + 1))
+        self.end_headers()
+        self.wfile.write(body[first : last + 1])
+
+    def _send(self, status: int, body: bytes, content_type: str, *, ranges: bool = False) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
+        if ranges:
+            self.send_header("Accept-Ranges", "bytes")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -198,4 +225,5 @@ ANSWERS: dict[str, Callable[[_Handler], None]] = {
     "redirect": _Handler.redirect,
     "chain": _Handler.chain,
     "sets-a-cookie": _Handler.sets_a_cookie,
+    "ranged": _Handler.ranged,
 }

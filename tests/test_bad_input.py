@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from html import unescape
 from urllib.parse import urlencode
@@ -24,6 +24,8 @@ from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
 from django.urls import resolve, reverse
 from django_tasks_db.models import DBTaskResult
 from factories import AUDIO_FORM, MP3, TEXT_FORM, make_job, put_job
+from local_http import serving
+from media_files import video_bytes
 
 from tasks_app.models import Job, JobStatus
 from tasks_app.simulator import KlingSimulator, SimulatorConfig, sign_webhook
@@ -182,7 +184,7 @@ FORM_CASES = {
     "no video at all": FormCase(
         TEXT_FORM | {"video_id": ""},
         "video_id",
-        "Give the source video: a Kling video ID or a link to it.",
+        "Give the source video: a Kling video ID, a link to it, or the file.",
     ),
     "a task ID with a space": FormCase(
         TEXT_FORM | {"task_id": "123 456"},
@@ -356,9 +358,10 @@ class TestUploadsOverTheLimit:
         assert not Job.objects.exists()
         assert kling_calls() == 0
 
-    def test_a_file_exactly_at_the_limit_is_accepted(self, alice, settings, media_root):
-        settings.KLING_MAX_AUDIO_BYTES = 64 * 1024
-        content = MP3 + b"\x00" * (64 * 1024 - len(MP3))
+    def test_a_file_exactly_at_the_limit_is_accepted(self, alice, settings, media_root, mp3_bytes):
+        # A real track (the studio measures it), and a limit of exactly its size.
+        content = mp3_bytes
+        settings.KLING_MAX_AUDIO_BYTES = len(content)
         data = AUDIO_FORM | {
             "audio_source": "file",
             "audio_url": "",
@@ -369,7 +372,7 @@ class TestUploadsOverTheLimit:
 
         assert response.status_code == 302
         job = Job.objects.get()
-        assert job.audio_file.size == 64 * 1024
+        assert job.audio_file.size == len(content) == settings.KLING_MAX_AUDIO_BYTES
 
 
 # --- Every URL, with ids and tokens that are wrong ----------------------------------------------
@@ -631,18 +634,35 @@ VALID_CASES = {
     "120 emoji": (TEXT_FORM | {"text": "😀" * 120}, "😀" * 120, None),
     "120 CJK characters": (TEXT_FORM | {"text": "你" * 120}, "你" * 120, None),
     "emoji built with joiners": (TEXT_FORM | {"text": "👩‍💻 ships it"}, "👩‍💻 ships it", None),
+    # {server}: a local server (allow-listed) serving a real clip, since the studio reads it.
     "a script in the query of a video link": (
-        VIDEO_URL_FORM | {"video_url": 'https://example.com/a.mp4?x="><script>alert(1)</script>'},
-        "https://example.com/a.mp4?x=&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;",
+        VIDEO_URL_FORM | {"video_url": '{server}/a.mp4?x="><script>alert(1)</script>'},
+        "{server}/a.mp4?x=&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;",
         "<script>alert(1)",
     ),
 }
 
 
+@pytest.fixture(scope="module")
+def clip() -> bytes:
+    """A clip Kling takes: 3 s, 1280 x 720, with a face."""
+    return video_bytes(seconds=3, width=1280, height=720)
+
+
+@pytest.fixture
+def link_server(clip, settings) -> Iterator[str]:
+    """The base URL of a local server serving ``clip``, allow-listed for the studio to fetch."""
+    with serving(clip) as server:
+        settings.MEDIA_FETCH_ALLOWED_HOSTS = [f"127.0.0.1:{server.port}"]
+        yield server.url
+
+
 class TestOddButValidInput:
     @pytest.mark.parametrize("name", list(VALID_CASES))
-    def test_it_is_accepted_and_shown_escaped(self, name, alice):
+    def test_it_is_accepted_and_shown_escaped(self, name, alice, link_server):
         data, shown, never = VALID_CASES[name]
+        data = {key: value.replace("{server}", link_server) for key, value in data.items()}
+        shown = shown.replace("{server}", link_server)
 
         response = alice.post(reverse("tasks:create"), data)
 
@@ -680,12 +700,12 @@ class TestOddButValidInput:
         assert response.status_code == 302
         assert Job.objects.get().audio_name == "voice.wav"
 
-    def test_a_script_in_an_upload_name_is_shown_escaped(self, alice):
+    def test_a_script_in_an_upload_name_is_shown_escaped(self, alice, mp3_bytes):
         name = "<img src=x onerror=alert(1)>.mp3"
         data = AUDIO_FORM | {
             "audio_source": "file",
             "audio_url": "",
-            "audio_file": SimpleUploadedFile(name, MP3, "audio/mpeg"),
+            "audio_file": SimpleUploadedFile(name, mp3_bytes, "audio/mpeg"),
         }
 
         response = alice.post(reverse("tasks:create"), data)

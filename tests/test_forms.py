@@ -93,6 +93,38 @@ class TestTheVideoSource:
         assert job_input.parent_task_id == ""
         assert job_input.video_url == "https://example.com/clip.mp4"
 
+    # The file's content is read by check_sources() (tests/test_source_form.py); these are
+    # the form's own rules about which source counts.
+    def test_a_chosen_file_wins_and_drops_the_id_and_link(self):
+        clip = SimpleUploadedFile("clip.mp4", b"\x00" * 64, "video/mp4")
+        form = bound(
+            text_data(video_source="video_file", video_url="https://example.com/clip.mp4"),
+            {"video_file": clip},
+        )
+        assert form.is_valid(), form.errors
+        data = form.cleaned_data
+        assert (data["video_id"], data["video_url"], data["video_file"]) == ("", "", clip)
+
+    def test_choosing_a_file_without_one_is_an_error_under_the_file(self):
+        form = bound(text_data(video_source="video_file", video_id=""))
+        assert "Give the source video" in errors_of(form, "video_file")
+
+    def test_an_id_and_a_file_without_a_choice_is_an_error(self):
+        clip = SimpleUploadedFile("clip.mp4", b"\x00" * 64, "video/mp4")
+        form = bound(text_data(video_source=""), {"video_file": clip})
+        assert "not two" in errors_of(form, "video_url")
+
+    def test_an_empty_video_file_is_refused(self):
+        clip = SimpleUploadedFile("clip.mp4", b"", "video/mp4")
+        form = bound(text_data(video_source="video_file", video_id=""), {"video_file": clip})
+        assert "empty" in errors_of(form, "video_file")
+
+    def test_a_file_needs_the_studios_public_address_in_live_mode(self, settings):
+        settings.KLING_DEMO, settings.SITE_URL = False, None
+        clip = SimpleUploadedFile("clip.mp4", b"\x00" * 64, "video/mp4")
+        form = bound(text_data(video_source="video_file", video_id=""), {"video_file": clip})
+        assert "no public address (SITE_URL)" in errors_of(form, "video_file")
+
     @pytest.mark.parametrize("value", ["abc-DEF_123", "8603278123", "a" * 128])
     def test_a_video_id_of_letters_digits_dash_and_underscore_is_accepted(self, value):
         assert bound(text_data(video_id=value)).is_valid()

@@ -11,6 +11,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 from factories import TEXT_FORM, make_job, put_job, rows
+from local_http import serving
+from media_files import audio_bytes
 
 from tasks_app.models import Job, JobStatus
 from tasks_app.services import submitting
@@ -23,6 +25,12 @@ HTMX = {"HTTP_HX_REQUEST": "true"}
 
 def form_data(**overrides) -> dict:
     return TEXT_FORM | {"submission_key": str(uuid.uuid4()), "voice_speed": "1.2"} | overrides
+
+
+@pytest.fixture(scope="module")
+def voice_wav() -> bytes:
+    """A 3-second WAV: the studio reads an audio track's length before taking it."""
+    return audio_bytes(seconds=3)
 
 
 def detail_url(job: Job) -> str:
@@ -136,7 +144,8 @@ class TestTheNewJobPage:
         assert 'value="keep-this-video-id"' in html
         assert re.search(r'<input[^>]*value="audio2video"[^>]*checked', html)
 
-    def test_an_audio_file_job_goes_to_kling_as_base64(self, alice, kling, worker, wav_bytes):
+    def test_an_audio_file_job_goes_to_kling_as_base64(self, alice, kling, worker, voice_wav):
+        wav_bytes = voice_wav
         data = form_data(mode="audio2video", audio_source="file", text="", voice_id="")
         data["audio_file"] = SimpleUploadedFile("line.wav", wav_bytes, content_type="audio/wav")
 
@@ -161,20 +170,20 @@ class TestTheNewJobPage:
         assert "audio_url" not in sent
         assert base64.b64decode(sent["audio_file"]) == wav_bytes
 
-    def test_an_audio_link_job_goes_to_kling_as_a_url(self, alice, kling, worker):
-        data = form_data(
-            mode="audio2video",
-            audio_source="url",
-            audio_url="https://example.com/line.mp3",
-            text="",
-            voice_id="",
-        )
-        alice.post(NEW, data)
+    def test_an_audio_link_job_goes_to_kling_as_a_url(self, alice, kling, worker, settings):
+        with serving(audio_bytes(seconds=3, format="mp3")) as server:
+            # The studio reads the link before saving the job; it is on this machine.
+            settings.MEDIA_FETCH_ALLOWED_HOSTS = [f"127.0.0.1:{server.port}"]
+            url = f"{server.url}/video/line.mp3"
+            data = form_data(
+                mode="audio2video", audio_source="url", audio_url=url, text="", voice_id=""
+            )
+            assert alice.post(NEW, data).status_code == 302
         worker()
 
         (create,) = [r for r in kling.requests if r.method == "POST"]
         assert create.body["input"]["audio_type"] == "url"
-        assert create.body["input"]["audio_url"] == "https://example.com/line.mp3"
+        assert create.body["input"]["audio_url"] == url
 
 
 class TestTheJobPage:
@@ -309,8 +318,9 @@ class TestTryingAgain:
         assert retry.voice_speed == job.voice_speed
 
     def test_try_again_on_an_audio_file_job_reuses_the_stored_file(
-        self, alice, kling, worker, wav_bytes
+        self, alice, kling, worker, voice_wav
     ):
+        wav_bytes = voice_wav
         data = form_data(mode="audio2video", audio_source="file", text="", voice_id="")
         data["audio_file"] = SimpleUploadedFile("line.wav", wav_bytes, content_type="audio/wav")
         alice.post(NEW, data)

@@ -15,21 +15,27 @@ import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
+import cv2
+import numpy as np
 import pytest
 from django.contrib.auth.models import Group, User
 from django.contrib.contenttypes.models import ContentType
 from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.db.models import DateTimeField, Model
 from django.http.response import HttpResponseBase
 from django.test import Client, override_settings
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.urls.resolvers import RegexPattern
 from factories import make_job, make_member
+from media_files import video_bytes
 from pytest_django.fixtures import Settings
 
 from tasks_app.models import Job, JobStatus
+from tasks_app.source_links import source_link
+from tasks_app.uploads import stored_source_name
 
 pytestmark = pytest.mark.django_db
 
@@ -258,10 +264,12 @@ class World:
     # A real value for each parameter name, so the odd queries, headers and bodies reach the
     # views themselves.
     valid: dict[str, str]
+    # Real values a route needs of its own (a signed source link's token is no callback's).
+    valid_for: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def url(self, route: Route, odd: dict[str, str] | None = None) -> str:
         """The route's URL with real values, but for the ``odd`` ones."""
-        values = dict(self.valid)
+        values = self.valid | self.valid_for.get(route.template, {})
         if route.model is not None:
             # The member's jobs keep her from being deleted; the staff user has none.
             if route.model is Job:
@@ -281,8 +289,23 @@ def world(settings: Settings, user: User) -> World:
     job = make_job(user, status=JobStatus.SUCCEEDED, result_video_url="https://x.example/r.mp4")
     job.stored_video.save("result.mp4", ContentFile(b"\x00" * 4096), save=False)
     job.stored_size = 4096
+    # A picture of its source video, so the poster view gets past "no picture".
+    job.poster.save("poster.jpg", ContentFile(_jpeg()), save=False)
     job.save()
     make_job(user)  # and one waiting to be sent, for the live rows
+    # An uploaded source video and its signed link, so the link's view reads the request.
+    uploaded = make_job(
+        user,
+        status=JobStatus.PENDING,
+        video_id="",
+        video_file=default_storage.save(
+            stored_source_name(Job(), "clip.mp4"),
+            ContentFile(video_bytes(seconds=1, width=64, height=64, face=False)),
+        ),
+        video_name="clip.mp4",
+    )
+    with override_settings(SITE_URL="https://studio.example"):
+        _, _, token, name = urlsplit(source_link(job=uploaded)).path.split("/")
     Group.objects.create(name="Reviewers")
     return World(
         job=job,
@@ -297,8 +320,16 @@ def world(settings: Settings, user: User) -> World:
             "object_id": str(job.pk),
             "app_label": "tasks_app",
             "url": "no/such/page/",
+            "name": "video.mp4",  # a signed source link's file name (tasks_app.source_links)
         },
+        valid_for={"/sources/{token}/{name}": {"token": token, "name": name}},
     )
+
+
+def _jpeg() -> bytes:
+    ok, encoded = cv2.imencode(".jpg", np.full((32, 32, 3), 128, dtype=np.uint8))
+    assert ok
+    return encoded.tobytes()
 
 
 class Visitor:

@@ -16,14 +16,15 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 from factories import AUDIO_FORM, make_job, make_member, put_job
+from media_files import audio_bytes
 
 from tasks_app.models import Job, JobMode, JobStatus, Team
 
 pytestmark = pytest.mark.django_db
 
-# A minimal ISO base media header with an M4A brand, and an ADTS (AAC) frame header.
-M4A_BYTES = b"\x00\x00\x00\x18ftypM4A \x00\x00\x00\x00M4A isom" + b"\x00" * 200
-AAC_BYTES = b"\xff\xf1\x50\x80\x02\x1f\xfc" + b"\x00" * 200
+# Real tracks, since the studio measures every upload: an M4A, and raw AAC in ADTS frames.
+M4A_BYTES = audio_bytes(seconds=3, format="m4a")
+AAC_BYTES = audio_bytes(seconds=3, format="aac")
 VIDEO_BYTES = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + bytes(range(256)) * 40
 GENERATED_AUDIO_NAME = re.compile(r"audio/\d{4}/\d{2}/[0-9a-f]{32}\.(mp3|wav|m4a|aac)")
 

@@ -73,6 +73,18 @@
     const target = event.detail && event.detail.elt;
     if (target && target.id === "job-status") target.classList.add("stale");
   }
+  // Once the studio has checked and kept an uploaded video, the page carries a token of it:
+  // empty the file box so the submit does not send the file a second time.
+  let keptUpload = "";
+  document.addEventListener("htmx:afterSettle", function () {
+    const check = document.getElementById("video-check");
+    const file = document.getElementById("id_video_file");
+    const kept = check ? check.dataset.staged || "" : "";
+    if (file && kept && kept !== keptUpload) {
+      keptUpload = kept;
+      file.value = "";
+    }
+  });
   document.addEventListener("htmx:responseError", markStale);
   document.addEventListener("htmx:sendError", markStale);
 

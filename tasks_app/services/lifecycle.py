@@ -41,6 +41,7 @@ from tasks_app.notices import email_job_finished
 from tasks_app.plain_words import error_message, failure_message
 from tasks_app.results import store_result
 from tasks_app.services.status import job_status_change, job_tell
+from tasks_app.source_links import SourceLinkUnavailable, source_link, source_link_is_for
 from tasks_app.wording import Message, at, say
 
 logger = logging.getLogger(__name__)
@@ -151,11 +152,32 @@ def job_release(*, job: Job, send_again: bool) -> bool:
 
 def _send(job: Job) -> None:
     try:
-        task = kling_client().create_task(_kling_request(job))
+        request = _kling_request(job)
+    except SourceLinkUnavailable:
+        _fail_unsendable(job)
+        return
+    try:
+        task = kling_client().create_task(request)
     except KlingError as err:
         _after_send_error(job, err)
     else:
         _adopt(job, task, note=say(gettext_noop("Sent to Kling")))
+
+
+def _fail_unsendable(job: Job) -> None:
+    with transaction.atomic():
+        job = Job.objects.select_for_update().get(pk=job.pk)
+        job.send_started_at = None
+        _fail(
+            job,
+            say(
+                gettext_noop(
+                    "Kling cannot fetch the uploaded video: the studio has no public address "
+                    "(SITE_URL). Ask whoever runs the studio to set it, then try again."
+                )
+            ),
+        )
+        job.save()
 
 
 def _after_send_error(job: Job, err: KlingError) -> None:
@@ -307,17 +329,23 @@ def _claim(job: Job, tasks: list[KlingTask]) -> _Claim:
         parent = listed.parent_video
         if parent is None or not (parent.id or parent.url):
             unknown_source.append(listed)
-        elif (job.video_id and parent.id == job.video_id) or (
-            job.video_url and parent.url == job.video_url
+        elif (
+            (job.video_id and parent.id == job.video_id)
+            or (job.video_url and parent.url == job.video_url)
+            or (job.video_file and parent.url and source_link_is_for(url=parent.url, job=job))
         ):
             same_source.append(listed)
     if not same_source and not unknown_source:
         return _Claim()
-    source = {"video_id": job.video_id} if job.video_id else {"video_url": job.video_url}
-    rivals = Job.objects.filter(
-        status=JobStatus.PENDING, send_started_at__isnull=False, kling_task_id__isnull=True
-    ).filter(**source)
-    rival_ids = tuple(rivals.exclude(pk=job.pk).values_list("pk", flat=True))
+    if job.video_file:
+        # An uploaded video's link names its job, so no other job's create can have made it.
+        rival_ids: tuple[int, ...] = ()
+    else:
+        source = {"video_id": job.video_id} if job.video_id else {"video_url": job.video_url}
+        rivals = Job.objects.filter(
+            status=JobStatus.PENDING, send_started_at__isnull=False, kling_task_id__isnull=True
+        ).filter(**source)
+        rival_ids = tuple(rivals.exclude(pk=job.pk).values_list("pk", flat=True))
     if len(same_source) == 1 and not unknown_source and not rival_ids:
         return _Claim(task=same_source[0])
     return _Claim(rivals=rival_ids, ambiguous=True)
@@ -470,7 +498,11 @@ def job_schedule(*, job: Job, at: datetime) -> None:
 
 
 def _kling_request(job: Job) -> LipSyncRequest:
-    video = VideoSource(video_id=job.video_id or None, video_url=job.video_url or None)
+    if job.video_file:
+        # Kling only takes links: a freshly signed one to the stored upload, each send.
+        video = VideoSource(video_url=source_link(job=job))
+    else:
+        video = VideoSource(video_id=job.video_id or None, video_url=job.video_url or None)
     if job.mode == JobMode.TEXT:
         speech: TextSpeech | AudioTrack = TextSpeech(
             text=job.text,

@@ -7,9 +7,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
 from django.conf import settings
+from django.core.files import File
+from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -49,6 +52,23 @@ class JobInput:
     # A retry reuses the stored file of the job it repeats rather than a new upload.
     audio_stored_name: str = ""
     audio_name: str = ""
+    # A video from the person's computer: already in storage (the form keeps a checked
+    # upload there so a page shown again needs no second upload, and a retry reuses it),
+    # or a file to store now.
+    video_stored_name: str = ""
+    video_upload: File | None = None
+    video_name: str = ""
+    # What the studio measured of the sources before saving (tasks_app.probe); None where
+    # nothing was measured (a Kling video ID, a script that skipped the check).
+    video_duration: float | None = None
+    video_width: int | None = None
+    video_height: int | None = None
+    video_bytes: int | None = None
+    face_found: bool | None = None
+    confirmed_no_face: bool = False
+    poster_jpeg: bytes | None = None
+    poster_stored_name: str = ""
+    audio_duration: float | None = None
 
     @classmethod
     def from_job(cls, job: Job) -> JobInput:
@@ -64,6 +84,16 @@ class JobInput:
             audio_url=job.audio_url,
             audio_stored_name=job.audio_file.name or "",
             audio_name=job.audio_name,
+            video_stored_name=job.video_file.name or "",
+            video_name=job.video_name,
+            video_duration=job.video_duration,
+            video_width=job.video_width,
+            video_height=job.video_height,
+            video_bytes=job.video_bytes,
+            face_found=job.face_found,
+            confirmed_no_face=job.confirmed_no_face,
+            poster_stored_name=job.poster.name or "",
+            audio_duration=job.audio_duration,
         )
 
 
@@ -102,6 +132,14 @@ def job_create(
         voice_speed=job_input.voice_speed if is_text else None,
         audio_url="" if is_text else job_input.audio_url,
         audio_name="" if is_text else job_input.audio_name,
+        video_name=job_input.video_name,
+        video_duration=job_input.video_duration,
+        video_width=job_input.video_width,
+        video_height=job_input.video_height,
+        video_bytes=job_input.video_bytes,
+        face_found=job_input.face_found,
+        confirmed_no_face=job_input.confirmed_no_face,
+        audio_duration=None if is_text else job_input.audio_duration,
     )
     job_tell(
         job=job, message=say(gettext_noop("Waiting for the studio's worker to send it to Kling."))
@@ -110,6 +148,16 @@ def job_create(
         job.audio_file.save(job_input.audio_upload.name or "", job_input.audio_upload, save=False)
     elif not is_text and job_input.audio_stored_name:
         job.audio_file.name = job_input.audio_stored_name
+    if job_input.video_upload is not None:
+        # The name only carries the extension; upload_to makes the stored name.
+        extension = PurePosixPath(job_input.video_upload.name or "").suffix.lower()
+        job.video_file.save(f"source{extension}", job_input.video_upload, save=False)
+    elif job_input.video_stored_name:
+        job.video_file.name = job_input.video_stored_name
+    if job_input.poster_jpeg:
+        job.poster.save("poster.jpg", ContentFile(job_input.poster_jpeg), save=False)
+    elif job_input.poster_stored_name:
+        job.poster.name = job_input.poster_stored_name
 
     try:
         with transaction.atomic():

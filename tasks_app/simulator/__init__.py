@@ -16,6 +16,7 @@ The package, by concern:
   Kling's error answers;
 * :mod:`.callbacks`: callbacks, signed with the ``standardwebhooks`` library;
 * :mod:`.server`: the HTTP server and handler, and the demo result video;
+* :mod:`.samples`: the demo's sample source videos, made with PyAV on first use;
 * :mod:`.cli`: the command line.
 
 Demo behaviour worth knowing:
@@ -24,7 +25,10 @@ Demo behaviour worth knowing:
   video's id or URL contains ``noface``: then it fails with "The model did not detect a human"
   (not charged, like on Kling);
 * result videos all point at ``/assets/demo-result.mp4?task=<task id>``, served with HTTP range
-  support so a browser can play and seek.
+  support so a browser can play and seek;
+* ``/samples/<name>`` serves the sample source videos the studio's form offers in demo mode
+  (``SAMPLE_NAMES``: one that passes every check, one without a face, one too long, one too
+  small), with range support too.
 
 Faults (errors, proxy pages, dropped connections) are not the product's business: a subclass
 answers through the :meth:`KlingSimulator.override_answer` hook (the tests'
@@ -34,6 +38,7 @@ answers through the :meth:`KlingSimulator.override_answer` hook (the tests'
 from .callbacks import CallbackAttempt, sign_webhook, webhook_signer
 from .cli import main
 from .config import DEFAULT_ASSETS_DIR, DEMO_RESULT_NAME, ManualClock, SimulatorConfig
+from .samples import SAMPLE_NAMES, SAMPLES, SAMPLES_PATH, Sample, sample_bytes
 from .server import API_PATH, Override, RecordedRequest
 from .state import NO_FACE_MESSAGE, KlingSimulator
 from .validation import ApiError
@@ -43,14 +48,19 @@ __all__ = [
     "DEFAULT_ASSETS_DIR",
     "DEMO_RESULT_NAME",
     "NO_FACE_MESSAGE",
+    "SAMPLES",
+    "SAMPLES_PATH",
+    "SAMPLE_NAMES",
     "ApiError",
     "CallbackAttempt",
     "KlingSimulator",
     "ManualClock",
     "Override",
     "RecordedRequest",
+    "Sample",
     "SimulatorConfig",
     "main",
+    "sample_bytes",
     "sign_webhook",
     "webhook_signer",
 ]

@@ -44,6 +44,12 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--public-url", help="base URL of result videos (default: own URL)")
     parser.add_argument("--prefix", default="", help='also serve the API under e.g. "/kling"')
+    parser.add_argument(
+        "--fetch-sources",
+        action="store_true",
+        help="download each task's video_url as Kling does, failing the task when it cannot",
+    )
+    parser.add_argument("--fetch-timeout", type=float, default=10.0)
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
 
@@ -79,6 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             public_url=args.public_url,
             prefix=args.prefix,
             request_log_size=0,
+            fetch_sources=args.fetch_sources,
+            fetch_timeout=args.fetch_timeout,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -96,6 +96,12 @@ class SimulatorConfig:
     #: How many recent requests to keep for inspection (``KlingSimulator.requests``); request
     #: bodies can carry megabytes of audio, so the long-running demo process keeps none.
     request_log_size: int = 200
+    #: Download the start of each create's ``video_url`` during the task's ``submitted`` phase,
+    #: as Kling does, and fail the task when it is unreachable or not a video. Off by default,
+    #: so a simulator never reaches out to the links tests make up; demo mode turns it on.
+    fetch_sources: bool = False
+    #: Seconds that downloading a source may wait to connect and for each read.
+    fetch_timeout: float = 10.0
 
     def __post_init__(self) -> None:
         for name in (
@@ -105,12 +111,15 @@ class SimulatorConfig:
             "request_latency",
             "callback_timeout",
             "tick_seconds",
+            "fetch_timeout",
         ):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.tick_seconds == 0:
             raise ValueError("tick_seconds must be > 0")
+        if self.fetch_timeout == 0:
+            raise ValueError("fetch_timeout must be > 0")
         if self.concurrency_limit is not None and self.concurrency_limit < 1:
             raise ValueError("concurrency_limit must be >= 1 or None")
         if (self.access_key is None) != (self.secret_key is None):

@@ -1,9 +1,11 @@
 """The simulator's HTTP side: the server, and a handler that routes Kling's three calls, reads
-bodies, sends Kling's envelopes and serves the demo result video with range support."""
+bodies, sends Kling's envelopes and serves the demo result video and the sample source videos
+with range support."""
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import mimetypes
@@ -17,10 +19,11 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, BinaryIO, Final, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from .config import ASSETS_PATH
+from .samples import SAMPLE_CONTENT_TYPE, SAMPLES_PATH, sample_bytes
 from .validation import (
     ApiError,
     invalid_request,
@@ -248,6 +251,9 @@ class _Handler(BaseHTTPRequestHandler):
             if path.startswith(ASSETS_PATH) and method in ("GET", "HEAD"):
                 status = self._serve_asset(path[len(ASSETS_PATH) :], method == "HEAD")
                 return
+            if path.startswith(SAMPLES_PATH) and method in ("GET", "HEAD"):
+                status = self._serve_sample(path[len(SAMPLES_PATH) :], method == "HEAD")
+                return
             api_call = route(method, path)
             self.sim.note_call(api_call)
             override = self.sim.override_answer(method, path)
@@ -285,7 +291,7 @@ class _Handler(BaseHTTPRequestHandler):
             status, code = error.http_status, error.code
             self._send_error(error, request_id)
         finally:
-            if not path.startswith(ASSETS_PATH):
+            if not path.startswith((ASSETS_PATH, SAMPLES_PATH)):
                 # Workers poll all the time: successful reads are only worth a debug line.
                 level = logging.DEBUG if method == "GET" and status == 200 else logging.INFO
                 logger.log(
@@ -384,8 +390,19 @@ class _Handler(BaseHTTPRequestHandler):
         if not _ASSET_NAME_RE.fullmatch(name) or not path.is_file():
             self._send_bytes(404, b"Not found\n", "text/plain; charset=utf-8")
             return 404
-        size = path.stat().st_size
         content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        with path.open("rb") as file:
+            return self._send_file(file, path.stat().st_size, content_type, head_only)
+
+    def _serve_sample(self, name: str, head_only: bool) -> int:
+        """Serve one of the demo's sample source videos (see ``.samples``), like an asset."""
+        data = sample_bytes(name)
+        if data is None:
+            self._send_bytes(404, b"Not found\n", "text/plain; charset=utf-8")
+            return 404
+        return self._send_file(io.BytesIO(data), len(data), SAMPLE_CONTENT_TYPE, head_only)
+
+    def _send_file(self, file: BinaryIO, size: int, content_type: str, head_only: bool) -> int:
         start, end = 0, size - 1
         status = 200
         range_header = self.headers.get("Range")
@@ -411,15 +428,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if head_only or length == 0:
             return status
-        with path.open("rb") as file:
-            file.seek(start)
-            remaining = length
-            while remaining > 0:
-                chunk = file.read(min(64 * 1024, remaining))
-                if not chunk:
-                    break
-                self.wfile.write(chunk)
-                remaining -= len(chunk)
+        file.seek(start)
+        remaining = length
+        while remaining > 0:
+            chunk = file.read(min(64 * 1024, remaining))
+            if not chunk:
+                break
+            self.wfile.write(chunk)
+            remaining -= len(chunk)
         return status
 
 

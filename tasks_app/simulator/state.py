@@ -12,7 +12,9 @@ import json
 import logging
 import secrets
 import threading
+import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Self
@@ -22,6 +24,7 @@ from tasks_app.kling.types import TaskStatus
 from .callbacks import CallbackAttempt, CallbackSender
 from .config import ASSETS_PATH, DEMO_RESULT_NAME, SimulatorConfig
 from .server import Override, RecordedRequest, Route, SimulatorServer
+from .sources import source_problem
 from .validation import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
@@ -64,6 +67,10 @@ class _Task:
     status_msg: str = ""
     updated_at: int = 0
     result_video: dict[str, str] | None = None
+    # Set once the source video was downloaded (``SimulatorConfig.fetch_sources``), with
+    # ``source_problem`` saying why it could not be; None when it is not downloaded at all.
+    source_fetched: threading.Event | None = None
+    source_problem: str | None = None
 
     def to_object(self) -> dict[str, Any]:
         """The task object of the protocol (query data, list item, callback body)."""
@@ -199,12 +206,14 @@ class KlingSimulator:
     @property
     def running_count(self) -> int:
         """How many tasks are not final now (by the clock)."""
+        self._await_sources()
         with self._lock:
             return self._advance_all()
 
     @property
     def tasks(self) -> dict[str, dict[str, Any]]:
         """A snapshot of every task object (as a query would return it now), oldest first."""
+        self._await_sources()
         with self._lock:
             self._advance_all()
             return {task_id: task.to_object() for task_id, task in self._tasks.items()}
@@ -260,7 +269,13 @@ class KlingSimulator:
             task = self._new_task(source, callback_url)
             self._created_count += 1
             self._max_running = max(self._max_running, running + 1)
+            fetching = source[0] == "video_url" and self.config.fetch_sources
+            if fetching:
+                # Before the lock is let go, so that no tick can move the task on first.
+                task.source_fetched = threading.Event()
         logger.info("task %s submitted", task.task_id)
+        if fetching:
+            self._fetch_source(task, source[1])
         return {
             "task_id": task.task_id,
             "task_status": task.status.value,
@@ -269,6 +284,7 @@ class KlingSimulator:
         }
 
     def handle_query(self, task_id: str) -> dict[str, Any]:
+        self._await_sources([task_id])
         with self._lock:
             self._advance_all()
             task = self._tasks.get(task_id)
@@ -279,6 +295,7 @@ class KlingSimulator:
     def handle_list(self, params: dict[str, list[str]]) -> list[dict[str, Any]]:
         page = page_param(params, "pageNum", 1, None)
         size = page_param(params, "pageSize", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        self._await_sources()
         with self._lock:
             self._advance_all()
             newest_first = sorted(
@@ -286,6 +303,49 @@ class KlingSimulator:
             )
             start = (page - 1) * size
             return [task.to_object() for task in newest_first[start : start + size]]
+
+    # ---- the source video --------------------------------------------------------------------
+
+    def _fetch_source(self, task: _Task, url: str) -> None:
+        """Download the start of the task's video in the background, as Kling does while a
+        task is ``submitted``; the task stays there until ``task.source_fetched`` is set."""
+        fetched = task.source_fetched
+        assert fetched is not None
+
+        def fetch() -> None:
+            problem = source_problem(url, timeout=self.config.fetch_timeout)
+            if problem:
+                logger.info("task %s: %s", task.task_id, problem)
+            with self._lock:
+                task.source_problem = problem
+                fetched.set()
+
+        threading.Thread(target=fetch, name=f"kling-sim-fetch-{task.task_id}", daemon=True).start()
+
+    def _await_sources(self, task_ids: Iterable[str] | None = None) -> None:
+        """Wait for the downloads that hold tasks in ``submitted`` past their time.
+
+        A download takes real time while a test's clock may stand still: waiting here, before
+        answering, makes a task's status depend on the clock alone. Bounded by the download's
+        own timeout.
+        """
+        with self._lock:
+            now = _ms(self._clock())
+            tasks = (
+                self._tasks.values()
+                if task_ids is None
+                else [task for task in map(self._tasks.get, task_ids) if task is not None]
+            )
+            pending = [
+                task.source_fetched
+                for task in tasks
+                if task.source_fetched is not None
+                and not task.source_fetched.is_set()
+                and now >= task.processing_at
+            ]
+        deadline = time.monotonic() + self.config.fetch_timeout * 2
+        for fetched in pending:
+            fetched.wait(max(0.0, deadline - time.monotonic()))
 
     # ---- task progress -----------------------------------------------------------------------
 
@@ -328,6 +388,15 @@ class KlingSimulator:
         # Step through each transition the clock has passed, so a callback goes out for each
         # one, in order, even when the clock jumped over several at once.
         if task.status is TaskStatus.SUBMITTED and now >= task.processing_at:
+            if task.source_fetched is not None:
+                if not task.source_fetched.is_set():
+                    return  # Kling has not got the video yet
+                if task.source_problem:
+                    task.status = TaskStatus.FAILED
+                    task.status_msg = task.source_problem
+                    task.updated_at = task.processing_at
+                    self._announce(task)
+                    return
             task.status = TaskStatus.PROCESSING
             task.updated_at = task.processing_at
             self._announce(task)

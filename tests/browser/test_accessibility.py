@@ -16,7 +16,10 @@ import pytest
 from browser.flows import (
     JOB_URL,
     alice,
+    choose_text,
+    choose_video_without_a_face,
     job_form,
+    submit,
     submit_text_job,
     wait_for_status,
 )
@@ -231,9 +234,12 @@ class TestAJobPage:
         self, page: Page, studio
     ):
         studio.log_in(page, then="/tasks/new/")
-        failing = submit_text_job(
-            page, "Nobody is there", video_url="https://example.com/noface.mp4"
-        )
+        # The simulator's sample without a face: the studio warns, the person sends it anyway,
+        # and the simulator fails it as Kling does.
+        form = job_form(page)
+        choose_text(form, "Nobody is there")
+        choose_video_without_a_face(page, form, f"{studio.kling.url}/samples/sample-noface.mp4")
+        failing = submit(page, form)
         ready = submit_text_job(page, "Hello from the accessibility test")
         expect(page.locator("section#job-status")).to_have_class(
             re.compile(r"\bstatus-(pending|sent|processing)\b")

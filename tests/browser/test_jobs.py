@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import io
-import math
 import re
-import struct
-import wave
 
 from browser.flows import (
     JOB_URL,
     choose_kling_video,
     choose_text,
+    choose_video_without_a_face,
     job_form,
     play_result,
     status_section,
     submit,
     wait_for_status,
 )
+from media_files import audio_bytes
 from playwright.sync_api import FilePayload, Page, expect
 
 # A job here takes about 6 s (1 s submitted + 3 s processing on the simulator, plus the
@@ -40,21 +38,6 @@ WATCH_STATUS = """() => {
         childList: true, subtree: true, attributes: true, attributeFilter: ["class"],
     });
 }"""
-
-
-def wav_bytes(seconds: float = 0.5, rate: int = 16_000) -> bytes:
-    """A short, valid mono 16-bit WAV: half a second of a 440 Hz tone."""
-    frames = b"".join(
-        struct.pack("<h", round(8000 * math.sin(2 * math.pi * 440 * i / rate)))
-        for i in range(round(seconds * rate))
-    )
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(frames)
-    return buffer.getvalue()
 
 
 class TestATextJob:
@@ -99,7 +82,9 @@ class TestAnAudioFileJob:
         form.locator('input[name="mode"][value="audio2video"]').check()
         form.locator('input[name="audio_source"][value="file"]').check()
         form.locator("#id_audio_file").set_input_files(
-            files=[FilePayload(name="voice.wav", mimeType="audio/wav", buffer=wav_bytes())]
+            files=[
+                FilePayload(name="voice.wav", mimeType="audio/wav", buffer=audio_bytes(seconds=3))
+            ]
         )
         submit(page, form)
 
@@ -116,9 +101,10 @@ class TestAFailedJob:
     ):
         studio.log_in(page, then="/tasks/new/")
         form = job_form(page)
-        form.locator('input[name="video_source"][value="video_url"]').check()
-        form.locator("#id_video_url").fill("https://example.com/noface.mp4")
         choose_text(form, "Nobody is there to say this")
+        # The simulator's sample without a face: the studio warns, the person sends it anyway,
+        # and the simulator fails it as Kling does.
+        choose_video_without_a_face(page, form, f"{studio.kling.url}/samples/sample-noface.mp4")
         first_id = submit(page, form)
 
         wait_for_status(page, "failed")

@@ -41,6 +41,9 @@ class Command(BaseCommand):
                         sim.hostname or "127.0.0.1",
                         "--port",
                         str(sim.port or 8765),
+                        # Download uploaded videos from the studio as Kling does (see
+                        # tasks_app.source_links), so a link that does not work fails here too.
+                        "--fetch-sources",
                     ],
                 )
             )
@@ -74,10 +77,12 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
+        # The worker links uploaded videos to the port served here (settings.DEMO_STUDIO_URL).
+        env = {**os.environ, "PORT": str(port)}
         for name, command in commands:
             # Each child gets its own process group, so Ctrl-C reaches them only through us
             # and they stop in order.
-            processes[name] = subprocess.Popen(command, start_new_session=True)  # noqa: S603
+            processes[name] = subprocess.Popen(command, start_new_session=True, env=env)  # noqa: S603
             self.stdout.write(f"started {name} (pid {processes[name].pid})")
         if settings.KLING_DEMO:
             self.stdout.write(
