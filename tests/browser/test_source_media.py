@@ -19,8 +19,17 @@ DIMENSIONS = "720 × 1280"  # noqa: RUF001 (a multiplication sign)
 
 
 def image_loaded(image: Locator) -> bool:
-    """Whether the browser fetched and decoded the image (not a broken-image icon)."""
-    return bool(image.evaluate("(img) => img.complete && img.naturalWidth > 0"))
+    """Whether the browser fetched and decoded the image (not a broken-image icon), once it
+    has finished with it: a lazy thumbnail may still be on its way when it becomes visible."""
+    image.scroll_into_view_if_needed()
+    return bool(
+        image.evaluate(
+            """(img) => img.complete ? img.naturalWidth > 0 : new Promise((done) => {
+                img.addEventListener("load", () => done(img.naturalWidth > 0));
+                img.addEventListener("error", () => done(false));
+            })"""
+        )
+    )
 
 
 def confirm_no_face_if_asked(page: Page) -> None:
