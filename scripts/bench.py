@@ -1057,7 +1057,7 @@ def cancel_leftovers() -> None:
 
 def bench_status_poll(b: Bench) -> None:
     """1. The job page's status poll: server CPU per request over the bare view's, its SQL."""
-    log("1/7 status poll vs bare view")
+    log("1/8 status poll vs bare view")
     job = new_job(b.team, b.person, kling_task_id="bench-partial")
     job.save()
     poll = f"/tasks/{job.pk}/"
@@ -1130,7 +1130,7 @@ def bench_status_poll(b: Bench) -> None:
 def bench_history(b: Bench) -> None:
     """2. The history page at each size, in the same rounds as the bare view; its SQL."""
     sizes = b.history_sizes
-    log(f"2/7 history page at {', '.join(f'{s:,}' for s in sizes)} jobs")
+    log(f"2/8 history page at {', '.join(f'{s:,}' for s in sizes)} jobs")
     histories = []
     for size in sizes:
         team = make_team(f"History of {size:,}")
@@ -1241,7 +1241,7 @@ def bench_history(b: Bench) -> None:
 def bench_crowd(b: Bench) -> None:
     """3. 200 people with a job page open, each polling its status every 2 s for 60 s; and,
     as an instrument, the same crowd on the bare view."""
-    log(f"3/7 {CROWD_CLIENTS} clients polling job pages for {CROWD_SECONDS:.0f} s")
+    log(f"3/8 {CROWD_CLIENTS} clients polling job pages for {CROWD_SECONDS:.0f} s")
     from tasks_app.models import Job
 
     jobs = Job.objects.bulk_create(
@@ -1347,7 +1347,7 @@ def describe_statuses(statuses: Counter[int]) -> str:
 
 def bench_create(b: Bench) -> None:
     """4. The form POST while Kling takes 3 s per create: the POST must not wait for Kling."""
-    log("4/7 form POST with a slow Kling create")
+    log("4/8 form POST with a slow Kling create")
     from django.conf import settings
 
     create_latency, posts = 3.0, 21
@@ -1410,7 +1410,7 @@ def watch(base: str, cookies: dict[str, str], job_id: int, seconds: float) -> li
 
 def bench_watchers(b: Bench) -> None:
     """5. Kling queries while 50 people watch one job for 60 s, against a job with 1 watcher."""
-    log(f"5/7 {WATCHERS} watchers vs 1 watcher for {WATCH_SECONDS:.0f} s")
+    log(f"5/8 {WATCHERS} watchers vs 1 watcher for {WATCH_SECONDS:.0f} s")
     from django.conf import settings
 
     from tasks_app.models import Job
@@ -1537,7 +1537,7 @@ def refresh_run(b: Bench, job_ids: list[int], threads: int, limit: float) -> Ref
 
 def bench_refresh(b: Bench) -> None:
     """6. The worker refreshing 500 active jobs while every Kling call takes 200 ms."""
-    log(f"6/7 refreshing {REFRESH_JOBS} active jobs, Kling latency {ms(REFRESH_LATENCY)}")
+    log(f"6/8 refreshing {REFRESH_JOBS} active jobs, Kling latency {ms(REFRESH_LATENCY)}")
     from tasks_app.models import Job
 
     with simulator(
@@ -1599,7 +1599,7 @@ def bench_refresh(b: Bench) -> None:
 
 def bench_memory(b: Bench) -> None:
     """7. A gunicorn web worker's resident memory after everything above."""
-    log("7/7 web worker memory")
+    log("7/8 web worker memory")
     workers = b.web_pids()
     if not workers:
         raise HarnessError("gunicorn has no worker processes")
@@ -1703,7 +1703,7 @@ def _bytes_served(requests: list[tuple[str, dict[str, str]]], size: int) -> int:
 def bench_media(b: Bench) -> None:
     """8. Reading source media: checking an uploaded 50 MB MP4, a web worker's memory while a
     100 MB upload streams in, and the bytes read to check a 100 MB linked MP4."""
-    log("source media: an upload checked, memory while uploading, bytes read from a link")
+    log("8/8 source media: an upload checked, memory while uploading, bytes read from a link")
     tmp = Path(b.env["MEDIA_ROOT"]).parent
     upload = _media_file(tmp / "upload-50.mp4", megabytes=50)
     big = _media_file(tmp / "upload-100.mp4", megabytes=100, faststart=True)
