@@ -9,6 +9,8 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import PermissionDenied
+from django.core.files import File
+from django.db.models.fields.files import FieldFile
 from django.http import (
     FileResponse,
     Http404,
@@ -354,16 +356,22 @@ def job_video(request: StudioRequest, pk: int) -> HttpResponseBase:
     raise Http404(_("This video is no longer available."))
 
 
+def _open_stored(field: FieldFile, *, gone: str) -> File:
+    """A stored file of a job, opened for reading; a 404 saying ``gone`` when storage has
+    lost it."""
+    try:
+        return field.open("rb")
+    except FileNotFoundError:
+        raise Http404(gone) from None
+
+
 @require_GET
 def job_audio(request: StudioRequest, pk: int) -> FileResponse:
     """The job's uploaded audio, always as a download typed by its bytes, never by its name."""
     job = get_object_or_404(Job.objects.visible_to(request.user), pk=pk)
     if not job.audio_file:
         raise Http404(_("This job has no uploaded audio."))
-    try:
-        file = job.audio_file.open("rb")
-    except FileNotFoundError:
-        raise Http404(_("This audio file is no longer available.")) from None
+    file = _open_stored(job.audio_file, gone=_("This audio file is no longer available."))
     audio_format = audio_format_of(file=file)
     response = FileResponse(
         file,
@@ -380,13 +388,10 @@ def job_audio(request: StudioRequest, pk: int) -> FileResponse:
 def job_poster(request: StudioRequest, pk: int) -> FileResponse:
     """A frame of the job's source video (JPEG, made by the studio when it checked the video)."""
     job = get_object_or_404(Job.objects.visible_to(request.user), pk=pk)
+    missing = _("This job has no picture of its video.")
     if not job.poster:
-        raise Http404(_("This job has no picture of its video."))
-    try:
-        file = job.poster.open("rb")
-    except FileNotFoundError:
-        raise Http404(_("This job has no picture of its video.")) from None
-    response = FileResponse(file, content_type="image/jpeg")
+        raise Http404(missing)
+    response = FileResponse(_open_stored(job.poster, gone=missing), content_type="image/jpeg")
     response["X-Content-Type-Options"] = "nosniff"
     # A poster never changes once stored; history pages show dozens of them.
     response["Cache-Control"] = "private, max-age=86400"

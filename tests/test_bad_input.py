@@ -16,14 +16,14 @@ from urllib.parse import urlencode
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.core.files.uploadhandler import FileUploadHandler, StopUpload
+from django.core.files.uploadhandler import StopUpload
 from django.http import HttpRequest
 from django.http.multipartparser import MultiPartParser
 from django.test import Client
 from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
 from django.urls import resolve, reverse
 from django_tasks_db.models import DBTaskResult
-from factories import AUDIO_FORM, MP3, TEXT_FORM, make_job, put_job
+from factories import AUDIO_FORM, MP3, TEXT_FORM, CountingHandler, make_job, put_job
 from local_http import serving
 from media_files import video_bytes
 
@@ -283,21 +283,6 @@ class TestTheJobFormRefusesBadInput:
 
 
 # --- Uploads over the limit ---------------------------------------------------------------------
-
-
-class CountingHandler(FileUploadHandler):
-    """Stands where Django's own handlers stand after ours: counts the bytes passed on."""
-
-    def __init__(self, request=None) -> None:
-        super().__init__(request)
-        self.passed_on = 0
-
-    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
-        self.passed_on += len(raw_data)
-        return raw_data
-
-    def file_complete(self, file_size: int):
-        return SimpleUploadedFile(self.file_name or "upload", b"x" * file_size)
 
 
 class TestUploadsOverTheLimit:

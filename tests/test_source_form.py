@@ -11,11 +11,10 @@ from pathlib import Path
 import pytest
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.core.files.uploadhandler import FileUploadHandler
 from django.http import HttpRequest
 from django.http.multipartparser import MultiPartParser
 from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
-from factories import TEXT_FORM, make_job, put_job
+from factories import TEXT_FORM, CountingHandler, make_job, put_job
 from local_http import serving, unused_port
 from media_files import audio_bytes, make_audio_only_mp4, make_video
 
@@ -168,7 +167,7 @@ class TestUploadingAVideo:
         )
         request = HttpRequest()
         request.META = {"CONTENT_TYPE": MULTIPART_CONTENT, "CONTENT_LENGTH": str(len(body))}
-        counter = _CountingHandler(request)
+        counter = CountingHandler(request)
 
         post, files = MultiPartParser(
             request.META, io.BytesIO(body), [VideoSizeLimitHandler(request), counter]
@@ -185,19 +184,6 @@ class TestUploadingAVideo:
         handlers = media_upload_handlers(HttpRequest())
         assert isinstance(handlers[-1], TemporaryFileUploadHandler)
         assert len(handlers) == 3  # no in-memory handler, whatever the request's size
-
-
-class _CountingHandler(FileUploadHandler):
-    def __init__(self, request=None) -> None:
-        super().__init__(request)
-        self.passed_on = 0
-
-    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
-        self.passed_on += len(raw_data)
-        return raw_data
-
-    def file_complete(self, file_size: int):
-        return SimpleUploadedFile(self.file_name or "upload", b"x" * file_size)
 
 
 class TestTheNoFaceWarning:
