@@ -12,7 +12,9 @@ face warning to confirm) needs no second upload.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from django.conf import settings
 from django.core import signing
@@ -24,12 +26,15 @@ from tasks_app import fetch
 from tasks_app.models import Job
 from tasks_app.probe import (
     AudioFacts,
+    MediaSource,
     VideoFacts,
     audio_probe,
     check_deadline,
     video_probe,
 )
 from tasks_app.uploads import stored_source_name
+
+T = TypeVar("T")
 
 # Long enough to cover filling in the rest of the form after the check; short enough that
 # a link whose file was replaced is read afresh on the next visit.
@@ -82,13 +87,25 @@ def video_stage(*, upload: UploadedFile, facts: VideoFacts) -> Staged:
     return Staged(name=name, original=upload.name or "")
 
 
+def _probe_upload(upload: UploadedFile, probe: Callable[[MediaSource], T]) -> T:
+    """Run ``probe`` on an upload where it lies: its temporary file when it has one, else the
+    upload itself from its start (and back at its start afterwards, ready to be stored)."""
+    path = getattr(upload, "temporary_file_path", None)
+    if callable(path):
+        return probe(path())
+    upload.seek(0)
+    try:
+        return probe(upload)
+    finally:
+        upload.seek(0)
+
+
 def video_facts_of_upload(*, upload: UploadedFile) -> VideoFacts:
     """Probe an upload where it lies (a temporary file). Raises probe.MediaError."""
-    path = getattr(upload, "temporary_file_path", None)
-    source = path() if callable(path) else upload
-    if source is upload:
-        upload.seek(0)
-    return video_probe(source=source, size=upload.size, deadline=check_deadline())
+    return _probe_upload(
+        upload,
+        lambda source: video_probe(source=source, size=upload.size, deadline=check_deadline()),
+    )
 
 
 def video_facts_of_staged(*, staged: Staged) -> VideoFacts:
@@ -120,14 +137,7 @@ def video_facts_of_link(*, url: str) -> VideoFacts:
 
 
 def audio_facts_of_upload(*, upload: UploadedFile) -> AudioFacts:
-    path = getattr(upload, "temporary_file_path", None)
-    if callable(path):
-        return audio_probe(source=path(), size=upload.size)
-    upload.seek(0)
-    try:
-        return audio_probe(source=upload, size=upload.size)
-    finally:
-        upload.seek(0)
+    return _probe_upload(upload, lambda source: audio_probe(source=source, size=upload.size))
 
 
 def audio_facts_of_link(*, url: str) -> AudioFacts:
