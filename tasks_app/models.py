@@ -164,6 +164,48 @@ def may_review_every_team(user: User | AnonymousUser) -> bool:
 JobManager = models.Manager.from_queryset(JobQuerySet)
 
 
+class BatchQuerySet(models.QuerySet["Batch"]):
+    def visible_to(self, user: User | AnonymousUser) -> BatchQuerySet:
+        """Who may see a batch: the same rule as for its jobs (``JobQuerySet.visible_to``)."""
+        if may_review_every_team(user):
+            return self.all()
+        return self.filter(team_id__in=Membership.objects.filter(user=user.pk).values("team_id"))
+
+
+BatchManager = models.Manager.from_queryset(BatchQuerySet)
+
+
+class Batch(models.Model):
+    """Many lip-syncs asked for in one go; each row is an ordinary job (``Job.batch``)."""
+
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="batches")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="lipsync_batches"
+    )
+    # One POST, one key: a double click finds the batch it already made.
+    submission_key = models.UUIDField(default=uuid.uuid4, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    archived_at = models.DateTimeField(_("archived"), null=True, blank=True)
+
+    objects = BatchManager()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["created_by", "submission_key"], name="one_batch_per_submission"
+            )
+        ]
+        verbose_name = _("batch")
+        verbose_name_plural = _("batches")
+
+    def __str__(self) -> str:
+        return f"Batch #{self.pk}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("tasks:batch", args=[self.pk])
+
+
 class Job(models.Model):
     """One lip-sync job: what a person asked for, and everything Kling said about it."""
 
@@ -177,6 +219,12 @@ class Job(models.Model):
     retry_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries"
     )
+    # A row of a batch: its place (from 1) is what the batch page and its download call it.
+    # A retry of a row is the row's next attempt (same batch and row); the newest one counts.
+    batch = models.ForeignKey(
+        Batch, null=True, blank=True, on_delete=models.PROTECT, related_name="jobs"
+    )
+    batch_row = models.PositiveIntegerField(_("row"), null=True, blank=True)
 
     # Inputs, named as Kling names them.
     video_id = models.CharField(_("Kling video ID"), max_length=128, blank=True)
@@ -319,6 +367,7 @@ class Job(models.Model):
             models.Index(fields=["team", "status", "archived_at", "-created_at"]),
             # "Your lip-sync is ready" notices: a person's recently finished jobs.
             models.Index(fields=["submitted_by", "finished_at"]),
+            models.Index(fields=["batch", "batch_row"]),
         ]
         permissions = [("review_job", "Can see and review every team's jobs")]
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from tasks_app import views
+from tasks_app import batch_views, views
 
 app_name = "tasks"
 
@@ -16,4 +16,11 @@ urlpatterns = [
     path("<int:pk>/video/", views.job_video, name="video"),
     path("<int:pk>/audio/", views.job_audio, name="audio"),
     path("<int:pk>/poster.jpg", views.job_poster, name="poster"),
+    path("batch/new/", views.batch_create, name="batch_create"),
+    path("batch/template.csv", views.batch_template, name="batch_template"),
+    path("batch/<int:pk>/", batch_views.batch_detail, name="batch"),
+    path("batch/<int:pk>/retry/", batch_views.batch_retry, name="batch_retry"),
+    path("batch/<int:pk>/cancel/", batch_views.batch_cancel, name="batch_cancel"),
+    path("batch/<int:pk>/archive/", batch_views.batch_archive, name="batch_archive"),
+    path("batch/<int:pk>/download.zip", batch_views.batch_download, name="batch_download"),
 ]

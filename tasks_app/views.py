@@ -430,3 +430,11 @@ def team_switch(request: StudioRequest) -> HttpResponse:
     ):
         raise Http404
     return redirect("tasks:list")
+
+
+def batch_create(request: HttpRequest) -> HttpResponse:
+    raise Http404  # placeholder until built
+
+
+def batch_template(request: HttpRequest) -> HttpResponse:
+    raise Http404  # placeholder until built

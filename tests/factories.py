@@ -18,7 +18,16 @@ from django.core.files.uploadhandler import FileUploadHandler
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
-from tasks_app.models import Job, JobEvent, JobMode, JobStatus, Membership, Team, TeamRole
+from tasks_app.models import (
+    Batch,
+    Job,
+    JobEvent,
+    JobMode,
+    JobStatus,
+    Membership,
+    Team,
+    TeamRole,
+)
 from tasks_app.services import submitting
 
 TEXT_INPUTS: dict[str, Any] = {
@@ -123,6 +132,25 @@ def make_job(person, *, team: Team | None = None, status: str | None = None, **f
     job = Job.objects.create(**(values | state))
     JobEvent.objects.create(job=job, new_status=status, note=f"{status} for the test")
     return job
+
+
+def make_batch(
+    person, *, team: Team | None = None, statuses: list[str] | None = None, **fields
+) -> Batch:
+    """A batch of ``person``'s with one row per entry of ``statuses`` (three waiting rows by
+    default), each row a job as ``make_job`` writes it in that state, its text "Line <row>".
+
+    ``fields`` are given to every row (``voice_id``, ``credits``, ...)."""
+    team = team or person.memberships.order_by("pk").first().team
+    batch = Batch.objects.create(team=team, created_by=person)
+    for row, status in enumerate(statuses or [JobStatus.PENDING] * 3, start=1):
+        make_job(
+            person,
+            team=team,
+            status=status,
+            **({"text": f"Line {row}"} | fields | {"batch": batch, "batch_row": row}),
+        )
+    return batch
 
 
 def rows(response) -> list[int]:
