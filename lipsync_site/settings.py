@@ -270,6 +270,8 @@ KLING_RESULT_LIFETIME_DAYS = 30
 # Abuse limits: jobs per person per minute, and failed log-ins (studio and admin alike) per
 # account and per address in 15 minutes, counted by django-axes.
 SUBMISSIONS_PER_MINUTE = envint("SUBMISSIONS_PER_MINUTE", 10, minimum=1)
+# Rows one batch may have (each row is one job; a batch counts as one submission).
+BATCH_MAX_ROWS = envint("BATCH_MAX_ROWS", 200, minimum=1)
 LOGIN_FAILURES_PER_ACCOUNT = envint("LOGIN_FAILURES_PER_ACCOUNT", 5, minimum=1)
 LOGIN_FAILURES_PER_IP = envint("LOGIN_FAILURES_PER_IP", 20, minimum=1)
 AXES_HANDLER = "tasks_app.auth_views.LoginGuard"

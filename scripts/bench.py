@@ -1057,7 +1057,7 @@ def cancel_leftovers() -> None:
 
 def bench_status_poll(b: Bench) -> None:
     """1. The job page's status poll: server CPU per request over the bare view's, its SQL."""
-    log("1/8 status poll vs bare view")
+    log("1/9 status poll vs bare view")
     job = new_job(b.team, b.person, kling_task_id="bench-partial")
     job.save()
     poll = f"/tasks/{job.pk}/"
@@ -1130,7 +1130,7 @@ def bench_status_poll(b: Bench) -> None:
 def bench_history(b: Bench) -> None:
     """2. The history page at each size, in the same rounds as the bare view; its SQL."""
     sizes = b.history_sizes
-    log(f"2/8 history page at {', '.join(f'{s:,}' for s in sizes)} jobs")
+    log(f"2/9 history page at {', '.join(f'{s:,}' for s in sizes)} jobs")
     histories = []
     for size in sizes:
         team = make_team(f"History of {size:,}")
@@ -1241,7 +1241,7 @@ def bench_history(b: Bench) -> None:
 def bench_crowd(b: Bench) -> None:
     """3. 200 people with a job page open, each polling its status every 2 s for 60 s; and,
     as an instrument, the same crowd on the bare view."""
-    log(f"3/8 {CROWD_CLIENTS} clients polling job pages for {CROWD_SECONDS:.0f} s")
+    log(f"3/9 {CROWD_CLIENTS} clients polling job pages for {CROWD_SECONDS:.0f} s")
     from tasks_app.models import Job
 
     jobs = Job.objects.bulk_create(
@@ -1347,7 +1347,7 @@ def describe_statuses(statuses: Counter[int]) -> str:
 
 def bench_create(b: Bench) -> None:
     """4. The form POST while Kling takes 3 s per create: the POST must not wait for Kling."""
-    log("4/8 form POST with a slow Kling create")
+    log("4/9 form POST with a slow Kling create")
     from django.conf import settings
 
     create_latency, posts = 3.0, 21
@@ -1410,7 +1410,7 @@ def watch(base: str, cookies: dict[str, str], job_id: int, seconds: float) -> li
 
 def bench_watchers(b: Bench) -> None:
     """5. Kling queries while 50 people watch one job for 60 s, against a job with 1 watcher."""
-    log(f"5/8 {WATCHERS} watchers vs 1 watcher for {WATCH_SECONDS:.0f} s")
+    log(f"5/9 {WATCHERS} watchers vs 1 watcher for {WATCH_SECONDS:.0f} s")
     from django.conf import settings
 
     from tasks_app.models import Job
@@ -1537,7 +1537,7 @@ def refresh_run(b: Bench, job_ids: list[int], threads: int, limit: float) -> Ref
 
 def bench_refresh(b: Bench) -> None:
     """6. The worker refreshing 500 active jobs while every Kling call takes 200 ms."""
-    log(f"6/8 refreshing {REFRESH_JOBS} active jobs, Kling latency {ms(REFRESH_LATENCY)}")
+    log(f"6/9 refreshing {REFRESH_JOBS} active jobs, Kling latency {ms(REFRESH_LATENCY)}")
     from tasks_app.models import Job
 
     with simulator(
@@ -1599,7 +1599,7 @@ def bench_refresh(b: Bench) -> None:
 
 def bench_memory(b: Bench) -> None:
     """7. A gunicorn web worker's resident memory after everything above."""
-    log("7/8 web worker memory")
+    log("7/9 web worker memory")
     workers = b.web_pids()
     if not workers:
         raise HarnessError("gunicorn has no worker processes")
@@ -1703,7 +1703,7 @@ def _bytes_served(requests: list[tuple[str, dict[str, str]]], size: int) -> int:
 def bench_media(b: Bench) -> None:
     """8. Reading source media: checking an uploaded 50 MB MP4, a web worker's memory while a
     100 MB upload streams in, and the bytes read to check a 100 MB linked MP4."""
-    log("8/8 source media: an upload checked, memory while uploading, bytes read from a link")
+    log("8/9 source media: an upload checked, memory while uploading, bytes read from a link")
     tmp = Path(b.env["MEDIA_ROOT"]).parent
     upload = _media_file(tmp / "upload-50.mp4", megabytes=50)
     big = _media_file(tmp / "upload-100.mp4", megabytes=100, faststart=True)
@@ -1782,6 +1782,124 @@ def bench_media(b: Bench) -> None:
         f"{len(big) / 1e6:.0f} MB upload streamed to disk. "
         "The link is served on loopback (allow-listed with MEDIA_FETCH_ALLOWED_HOSTS) and the "
         "bytes it sent are counted at the server."
+    )
+
+
+# --- 9. Batches (issue #12) ----------------------------------------------------------------------
+
+BATCH_ROWS = 200
+BATCH_POST_TARGET_SECONDS = 1.0
+ZIP_RESULTS, ZIP_RESULT_MB = 200, 1
+ZIP_GROWTH_LIMIT_MB = 20
+
+
+def _batch_form(client: httpx.Client, lines: int) -> dict[str, str]:
+    form = client.get("/tasks/batch/new/")
+    key = re.search(r'name="submission_key" value="([^"]+)"', form.text)
+    if form.status_code != 200 or key is None:
+        raise HarnessError(f"GET /tasks/batch/new/ answered {form.status_code}")
+    return {
+        "csrfmiddlewaretoken": csrf_token(form.text),
+        "submission_key": key.group(1),
+        "way": "lines",
+        "video_source": "video_id",
+        "video_id": "860327812345678901",
+        "lines": "\n".join(f"Bench batch line number {n}" for n in range(1, lines + 1)),
+        "voice_id": "genshin_vindi2",
+        "voice_language": "en",
+        "voice_speed": "1.0",
+    }
+
+
+def _finished_batch(b: Bench, rows: int, megabytes: int) -> int:
+    """A batch of ``rows`` finished jobs, each with a stored result copy of ``megabytes`` MB
+    of random bytes (as incompressible as a video); its id."""
+    from django.core.files.base import ContentFile
+
+    from tasks_app.models import Batch, JobStatus
+
+    batch = Batch.objects.create(team=b.team, created_by=b.person)
+    chunk = os.urandom(megabytes * 1024 * 1024)
+    for row in range(1, rows + 1):
+        job = new_job(
+            b.team,
+            b.person,
+            batch=batch,
+            batch_row=row,
+            text=f"Batch result number {row}",
+            status=JobStatus.SUCCEEDED,
+            finished_at=datetime.now(UTC),
+            kling_task_id=f"bench-zip-{batch.pk}-{row}",
+        )
+        job.stored_video.save(f"result-{row}.mp4", ContentFile(chunk), save=False)
+        job.stored_size = len(chunk)
+        job.save()
+    return batch.pk
+
+
+def bench_batches(b: Bench) -> None:
+    """9. Batches: the POST of a 200-row batch (no Kling call in it), and a web worker's memory
+    while it streams the ZIP of 200 results."""
+    log("9/9 batches: a 200-row batch POST, memory while streaming a ZIP of 200 results")
+    took = []
+    with (
+        simulator(b.sim_port) as sim,
+        httpx.Client(base_url=b.base, cookies=b.member("batcher"), timeout=60) as client,
+    ):
+        # No worker runs: any Kling call during the POST would be the web process's own.
+        for _ in range(3):
+            data = _batch_form(client, BATCH_ROWS)
+            began = time.perf_counter()
+            answer = client.post("/tasks/batch/new/", data=data)
+            took.append(time.perf_counter() - began)
+            if answer.status_code != 302 or "/tasks/batch/" not in answer.headers["location"]:
+                raise HarnessError(f"the batch POST answered {answer.status_code}")
+        kling_calls = len(sim.requests)
+    cancel_leftovers()
+    median = statistics.median(took)
+    b.report.add(
+        f"POST of a {BATCH_ROWS}-row batch (median of 3)",
+        ms(median),
+        "-",
+        "-",
+        f"< {BATCH_POST_TARGET_SECONDS:.0f} s, no Kling call",
+        median < BATCH_POST_TARGET_SECONDS and kling_calls == 0,
+    )
+
+    batch_id = _finished_batch(b, ZIP_RESULTS, ZIP_RESULT_MB)
+
+    def download() -> int:
+        size = 0
+        path = f"/tasks/batch/{batch_id}/download.zip"
+        with (
+            httpx.Client(base_url=b.base, cookies=b.cookies, timeout=120) as client,
+            client.stream("GET", path) as answer,
+        ):
+            if answer.status_code != 200:
+                raise HarnessError(f"the ZIP answered {answer.status_code}")
+            for part in answer.iter_bytes():
+                size += len(part)
+        return size
+
+    download()  # warm: the first download of a process imports what it needs
+    before, peak, size = _peak_rss_during(b.web_pids(), download)
+    growth = peak - before
+    b.report.add(
+        f"Web worker memory growth streaming a ZIP of {ZIP_RESULTS} results",
+        f"{growth:.1f} MB",
+        "-",
+        "-",
+        f"< {ZIP_GROWTH_LIMIT_MB} MB",
+        growth < ZIP_GROWTH_LIMIT_MB,
+    )
+    b.report.note(
+        f"Batches: {BATCH_ROWS} lines on one Kling video ID posted through the batch page "
+        "(after a GET for its CSRF token and submission key), 3 times: "
+        + ", ".join(ms(t) for t in took)
+        + f"; the simulator received {kling_calls} request(s) meanwhile (no worker ran). The "
+        f"ZIP: {ZIP_RESULTS} finished rows, each a stored {ZIP_RESULT_MB} MB copy, streamed "
+        f"through gunicorn ({size / 1e6:.0f} MB); VmRSS of the web worker that sent it, sampled "
+        f"every 20 ms: {before:.0f} MB before, {peak:.0f} MB at most."
     )
 
 
@@ -1901,6 +2019,7 @@ SCENARIOS: tuple[Callable[[Bench], None], ...] = (
     bench_refresh,
     bench_memory,
     bench_media,
+    bench_batches,
 )
 
 

@@ -38,9 +38,11 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from tasks_app import review
+from tasks_app.batch_zip import spreadsheet_cell
 from tasks_app.kling.voices import get_voice
 from tasks_app.models import (
     ACTIVE_STATUSES,
+    Batch,
     Job,
     JobEvent,
     JobStatus,
@@ -84,6 +86,8 @@ INPUT_FIELDS = (
     "stored_audio",
     "audio_name",
     "retry_of",
+    "batch",
+    "batch_row",
 )
 TIME_FIELDS = (
     "created_at",
@@ -237,16 +241,15 @@ CSV_COLUMNS = (
     "reviewed_by",
     "reviewed_at",
 )
-# A cell starting with one of these runs as a formula in spreadsheet programs; people's own
-# text (and Kling's URLs) must never do that on a staff member's machine.
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _csv_cell(value: object) -> str:
     if value is None:
         return ""
     if isinstance(value, str):
-        return "'" + value if value.startswith(_FORMULA_STARTS) else value
+        # People's own text (and Kling's URLs) must never run as a formula on a staff
+        # member's machine: the same rule as a batch's manifest.
+        return spreadsheet_cell(value)
     if isinstance(value, datetime):
         return value.isoformat()
     return str(value)
@@ -349,6 +352,7 @@ class JobAdmin(admin.ModelAdmin):
         ("submitted_by", admin.RelatedOnlyFieldListFilter),
         "mode",
         "voice_language",
+        ("batch", admin.EmptyFieldListFilter),
     )
     list_select_related = ("team", "submitted_by")
     search_fields = (
@@ -635,6 +639,73 @@ class JobAdmin(admin.ModelAdmin):
             _csv_lines(jobs),
             content_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="jobs-{stamp}.csv"'},
+        )
+
+
+# --- Batches ---------------------------------------------------------------------------------
+
+
+class _BatchRows(TypedDict):
+    _rows: int  # annotated in BatchAdmin.get_queryset
+
+
+@admin.register(Batch)
+class BatchAdmin(admin.ModelAdmin):
+    """Batches as they were made: read-only, like jobs; their rows are ordinary jobs."""
+
+    list_display = ("id", "team", "created_by", "row_count", "created_at", "archived_at")
+    list_filter = (("team", admin.RelatedOnlyFieldListFilter),)
+    list_select_related = ("team", "created_by")
+    search_fields = ("created_by__username", "team__name")
+    search_help_text = _("Username of who made it, team, or a batch number.")
+    date_hierarchy = "created_at"
+    ordering = ("-created_at", "-pk")
+    fields = readonly_fields = (
+        "team",
+        "created_by",
+        "created_at",
+        "archived_at",
+        "row_count",
+        "links",
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Batch]:
+        # The studio's rule, as for jobs: a batch whose studio page would 404 is not listed.
+        visible = super().get_queryset(request) & Batch.objects.visible_to(request.user)
+        return visible.annotate(_rows=Count("jobs__batch_row", distinct=True))
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Batch], search_term: str
+    ) -> tuple[QuerySet[Batch], bool]:
+        results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        number = search_term.strip().removeprefix("#")
+        if number.isascii() and number.isdigit() and len(number) <= 18:
+            results |= queryset.filter(pk=int(number))
+        return results, may_have_duplicates
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # batches start from the studio's page, which checks every row
+
+    def has_change_permission(self, request: HttpRequest, obj: Batch | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Batch | None = None) -> bool:
+        return False  # its rows are the record of what Kling was asked and charged
+
+    @admin.display(description=_("rows"), ordering="_rows")
+    def row_count(self, batch: WithAnnotations[Batch, _BatchRows]) -> int:
+        return batch._rows
+
+    @admin.display(description=_("links"))
+    def links(self, batch: Batch) -> SafeString:
+        jobs = reverse("admin:tasks_app_job_changelist") + f"?batch__id__exact={batch.pk}"
+        return format_html_join(
+            " · ",
+            '<a href="{}">{}</a>',
+            [
+                (batch.get_absolute_url(), _("Batch page in the studio")),
+                (jobs, _("Its jobs, every attempt")),
+            ],
         )
 
 

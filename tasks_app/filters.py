@@ -18,6 +18,8 @@ from tasks_app.models import ACTIVE_STATUSES, Job, JobMode, JobStatus, Team, Voi
 
 # Finished jobs are counted up to this many per status; past it the page says "1,000+".
 COUNT_CAP = 1000
+# The largest id a URL may ask for: more digits than this overflow the database's integers.
+MAX_ID = 10**18 - 1
 
 
 def _utc_edge(day: date, moment: time, zone: tzinfo) -> datetime:
@@ -65,6 +67,14 @@ class JobFilterForm(forms.Form):
         label=_("To"), required=False, widget=forms.DateInput(attrs={"type": "date"})
     )
     archived = forms.BooleanField(label=_("Show archived jobs"), required=False)
+    # One batch's rows (its page links here); kept in the form as the other filters change.
+    batch = forms.IntegerField(
+        label=_("Batch"),
+        required=False,
+        min_value=1,
+        max_value=MAX_ID,
+        widget=forms.HiddenInput,
+    )
 
     def __init__(self, *args, team: Team, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -77,8 +87,15 @@ class JobFilterForm(forms.Form):
             (str(pk), username) for pk, username in members.values_list("pk", people.USERNAME_FIELD)
         ]
 
+    @property
+    def batch_id(self) -> int | None:
+        """The batch the history is narrowed to, if any."""
+        return self.cleaned_data.get("batch") if self.is_valid() else None
+
     def filtered(self, jobs: QuerySet[Job], *, with_status: bool = True) -> QuerySet[Job]:
         """``jobs`` narrowed by every valid filter (status optional, for the counts)."""
+        if self.is_bound and self.data.get("batch") and self.has_error("batch"):
+            return jobs.none()  # no batch has that number: none of its rows either
         data = self.cleaned_data if self.is_valid() else {}
         if not data.get("archived"):
             jobs = jobs.filter(archived_at__isnull=True)
@@ -107,6 +124,8 @@ class JobFilterForm(forms.Form):
             jobs = jobs.filter(created_at__gte=_utc_edge(data["date_from"], time.min, zone))
         if data.get("date_to"):
             jobs = jobs.filter(created_at__lte=_utc_edge(data["date_to"], time.max, zone))
+        if data.get("batch"):
+            jobs = jobs.filter(batch_id=data["batch"])
         return jobs
 
     def status_counts(self, jobs: QuerySet[Job]) -> list[StatusCount]:

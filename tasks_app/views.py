@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import csv
 import json
 import uuid
 from decimal import Decimal
@@ -29,6 +30,7 @@ from django_htmx.http import HttpResponseStopPolling, trigger_client_event
 from django_htmx.middleware import HtmxDetails
 
 from tasks_app import source_check, teams, webhooks
+from tasks_app.batch_forms import BatchForm, template_rows
 from tasks_app.filters import COUNT_CAP, JobFilterForm, history_page
 from tasks_app.forms import (
     TEXT_MAX_CHARS,
@@ -432,9 +434,57 @@ def team_switch(request: StudioRequest) -> HttpResponse:
     return redirect("tasks:list")
 
 
-def batch_create(request: HttpRequest) -> HttpResponse:
-    raise Http404  # placeholder until built
+@csrf_exempt  # the upload handlers must be set before CSRF reads the body; checked below
+@require_http_methods(["GET", "POST"])
+def batch_create(request: StudioRequest) -> HttpResponse:
+    request.upload_handlers = media_upload_handlers(request)
+    return _batch_create(request)
 
 
-def batch_template(request: HttpRequest) -> HttpResponse:
-    raise Http404  # placeholder until built
+@csrf_protect
+def _batch_create(request: StudioRequest) -> HttpResponse:
+    if request.method == "POST":
+        form = BatchForm(
+            request.POST,
+            request.FILES,
+            person_id=request.user.pk,
+            upload_too_big=getattr(request, "upload_too_big", False),
+            video_upload_too_big=getattr(request, "video_upload_too_big", False),
+        )
+        form.check_rows()
+        if form.ready:
+            try:
+                batch, created = submitting.batch_create(
+                    team=teams.team_for_person(profile=request.profile),
+                    created_by=request.user,
+                    rows=form.job_inputs,
+                    submission_key=form.submission_key_value(),
+                )
+            except submitting.SubmissionRefused as refused:
+                form.add_error(None, str(refused))
+            else:
+                if not created:
+                    messages.info(request, _("You already submitted this batch; here it is."))
+                return redirect(batch)
+        status = 400
+    else:
+        form = BatchForm(initial={"submission_key": uuid.uuid4()}, person_id=request.user.pk)
+        status = 200
+    context = {
+        "form": form,
+        "shared": form.shared,
+        "max_rows": settings.BATCH_MAX_ROWS,
+        "voice_languages": {voice.id: list(voice.languages) for voice in VOICES},
+    }
+    return render(request, "tasks/batch_form.html", context, status=status)
+
+
+@require_GET
+def batch_template(request: StudioRequest) -> HttpResponse:
+    """An example table for the batch page: the header and two rows (UTF-8 with a BOM, so a
+    spreadsheet opens any language in it correctly)."""
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="batch-template.csv"'
+    response.write("\ufeff")
+    csv.writer(response).writerows(template_rows())
+    return response

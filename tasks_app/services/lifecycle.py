@@ -6,6 +6,19 @@ itself again. Each scheduled run carries the time it was due; a run whose job ha
 rescheduled (by a callback, say) finds a different ``next_check_at`` and does nothing, so a
 job never has two live schedules. ``job_sweep`` re-schedules a job whose run was lost, for
 example when the worker was killed in the middle of it.
+
+Sending order, for batches and fairness (``_send_may_wait``):
+
+- The rows of a batch are sent in row order: a row is not sent while an earlier row of its
+  batch still waits to be sent (pending without a Kling task, not held for a person). When a
+  row gets its Kling task, or ends without one, the next waiting row is scheduled at once
+  (``job_wake_next_row``); so a batch has at most one row trying to reach Kling at a time.
+- Fair to teammates: a submission is a batch, or a job on its own. When jobs wait for a free
+  Kling slot (their last send was refused with 1303, too many tasks running), a job about to
+  be sent whose submission already has more jobs at Kling than a waiting submission gives way:
+  it is tried again shortly, without calling Kling and without counting a send attempt, and
+  the waiting job is tried at once. So a single job submitted behind a long batch takes one
+  of the next free slots instead of waiting for the whole batch.
 """
 
 from __future__ import annotations
@@ -19,7 +32,8 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.cache import cache
 from django.core.files.base import File
-from django.db import transaction
+from django.db import models, transaction
+from django.db.models import Count, Q
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_noop
@@ -48,6 +62,13 @@ logger = logging.getLogger(__name__)
 
 # A sent create whose answer was lost, plus this, is when a job looks abandoned to the sweep.
 SWEEP_GRACE = timedelta(seconds=90)
+# A batch row waiting behind an earlier row is woken when that row is sent or ends; it also
+# looks again after this, should a wake-up ever be lost.
+BATCH_ROW_FALLBACK = timedelta(minutes=5)
+# Kling's answer to a create when the account runs as many tasks as it may.
+_CONCURRENCY_CODES = (1303,)
+# Statuses in which a job holds one of the account's Kling slots.
+_AT_KLING = (JobStatus.SENT, JobStatus.PROCESSING)
 
 
 @task()
@@ -73,6 +94,12 @@ def job_advance(*, job_id: int, due: datetime | None) -> None:
             return
         if due is not None and job.next_check_at != due:
             return
+        if (
+            job.status == JobStatus.PENDING
+            and job.send_started_at is None
+            and _send_may_wait(job=job, now=now)
+        ):
+            return
         # Hold the job for as long as the call to Kling may take; if this run dies, the sweep
         # picks the job up once this lease has passed.
         job.next_check_at = now + _lease()
@@ -86,6 +113,112 @@ def job_advance(*, job_id: int, due: datetime | None) -> None:
             step = _send
         job.save()
     step(job)
+
+
+def _send_may_wait(*, job: Job, now: datetime) -> bool:
+    """Whether a job about to be sent waits instead (see the module's docstring); when it
+    does, it is scheduled again here (the caller holds its lock and has not saved it).
+
+    A few small queries: none for a job on its own while nobody waits for a slot.
+    """
+    if job.batch_id is not None:
+        earlier = _waiting_to_send().filter(batch_id=job.batch_id, batch_row__lt=job.batch_row)
+        if earlier.exists():
+            job_schedule(job=job, at=now + BATCH_ROW_FALLBACK)
+            job.save(update_fields=["next_check_at"])
+            return True
+        mine = Job.objects.filter(batch_id=job.batch_id, status__in=_AT_KLING).count()
+        if mine == 0:
+            return False
+        rivals = (
+            _waiting_to_send()
+            .filter(error_code__in=_CONCURRENCY_CODES)
+            .exclude(batch_id=job.batch_id)
+            .order_by("next_check_at", "pk")
+            .values_list("pk", "batch_id")[:50]
+        )
+        favoured = _less_served(rivals=list(rivals), mine=mine)
+        if favoured is None:
+            return False
+        job_tell(
+            job=job,
+            message=say(
+                gettext_noop(
+                    "Waiting for a free slot: the Kling account is running as many jobs as it "
+                    "may, and waiting jobs with fewer of theirs running go first."
+                )
+            ),
+        )
+        job_schedule(job=job, at=now + _give_way_wait())
+        job.save(update_fields=["next_check_at", "status_message", "status_detail"])
+        _wake(job_id=favoured, now=now)
+        return True
+    return False
+
+
+def _less_served(*, rivals: list[tuple[int, int | None]], mine: int) -> int | None:
+    """The first waiting job whose submission has fewer jobs at Kling than ``mine``."""
+    for pk, batch_id in rivals:
+        if batch_id is None:
+            return pk  # a job on its own has none at Kling while it waits
+    batch_ids = {batch_id for _pk, batch_id in rivals if batch_id is not None}
+    at_kling = dict(
+        Job.objects.filter(batch_id__in=batch_ids)
+        .values("batch_id")
+        .annotate(n=Count("pk", filter=Q(status__in=_AT_KLING)))
+        .values_list("batch_id", "n")
+    )
+    for pk, batch_id in rivals:
+        if batch_id is not None and at_kling.get(batch_id, 0) < mine:
+            return pk
+    return None
+
+
+def _waiting_to_send() -> models.QuerySet[Job]:
+    """Jobs that are still to reach Kling: pending, no task, not held for a person."""
+    return Job.objects.filter(
+        status=JobStatus.PENDING, kling_task_id__isnull=True, needs_person=False
+    )
+
+
+def _give_way_wait() -> timedelta:
+    return timedelta(seconds=max(1, min(5, settings.KLING_POLL_FAST_SECONDS)))
+
+
+def _wake(*, job_id: int, now: datetime) -> None:
+    """Run a waiting job's send now, unless it is being sent or is already due.
+
+    A job another run holds locked is running now anyway: it is skipped, never waited for, so
+    two runs waking each other's jobs cannot deadlock.
+    """
+    with transaction.atomic():
+        woken = Job.objects.select_for_update(skip_locked=True).filter(pk=job_id).first()
+        if (
+            woken is None
+            or woken.status != JobStatus.PENDING
+            or woken.send_started_at is not None
+            or woken.needs_person
+            or woken.next_check_at is None
+            or woken.next_check_at <= now
+        ):
+            return
+        job_schedule(job=woken, at=now)
+        woken.save(update_fields=["next_check_at"])
+
+
+def job_wake_next_row(*, job: Job) -> None:
+    """``job`` (a batch row) got its Kling task or ended: schedule the next waiting row now."""
+    if job.batch_id is None:
+        return
+    following = (
+        _waiting_to_send()
+        .filter(batch_id=job.batch_id, batch_row__gt=job.batch_row, send_started_at__isnull=True)
+        .order_by("batch_row", "pk")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if following is not None:
+        _wake(job_id=following, now=timezone.now())
 
 
 def job_sweep(*, now: datetime | None = None) -> int:
@@ -374,6 +507,7 @@ def _hold_for_a_person(job_ids: list[int]) -> None:
             held.next_check_at = None
             job_tell(job=held, message=message)
             held.save()
+            job_wake_next_row(job=held)
 
 
 def _adopt(job: Job, task: KlingTask, *, note: Message) -> None:
@@ -395,6 +529,7 @@ def _adopt(job: Job, task: KlingTask, *, note: Message) -> None:
         if job.is_active:
             job_schedule(job=job, at=now + _poll_interval(job, now))
         job.save()
+        job_wake_next_row(job=job)
 
 
 def _check(job: Job) -> None:
@@ -477,11 +612,15 @@ def _apply_kling_task(job: Job, task: KlingTask) -> None:
 
 
 def _fail(job: Job, message: Message, *, note: Message | None = None) -> None:
+    was_waiting = job.kling_task_id is None
     job.finished_at = timezone.now()
     job.next_check_at = None
     job_tell(job=job, message=message)
     job_status_change(job=job, status=JobStatus.FAILED, note=note or message)
     _after_finish(job)
+    if was_waiting:
+        # Failed before Kling had it: the next row of its batch no longer waits behind it.
+        job_wake_next_row(job=job)
 
 
 def _after_finish(job: Job) -> None:

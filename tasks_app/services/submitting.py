@@ -1,11 +1,12 @@
-"""What a person asks for: new jobs, retries, cancelling and archiving, with the rules every
-submission obeys (one job per submission key, a per-minute limit, what may be retried)."""
+"""What a person asks for: new jobs, batches of them, retries, cancelling and archiving, with
+the rules every submission obeys (one job or batch per submission key, a per-minute limit, what
+may be retried)."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
@@ -19,8 +20,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
-from tasks_app.models import Job, JobMode, JobStatus, Team
-from tasks_app.services.lifecycle import job_schedule
+from tasks_app.models import Batch, Job, JobMode, JobStatus, Team
+from tasks_app.services.lifecycle import BATCH_ROW_FALLBACK, job_schedule, job_wake_next_row
 from tasks_app.services.status import job_status_change, job_tell
 from tasks_app.wording import say
 
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
 RETRY_NAMESPACE = uuid.UUID("6f4b8a9e-6b1d-4f55-9a43-3d0b1f5e2c10")
+# A batch row's submission key derives from its batch's, so rows stay unique per person.
+BATCH_ROW_NAMESPACE = uuid.UUID("0c7d2f4e-93a1-4b8e-8f61-2a5e7b9c1d34")
 RETRYABLE_STATUSES = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
 
 
@@ -109,19 +112,110 @@ def job_create(
 
     The same ``submission_key`` from the same person returns the job it made the first time,
     so a double click or a resubmitted form never pays Kling twice. A new job must fit the
-    per-minute limit (``SubmissionRefused`` otherwise).
+    per-minute limit (``SubmissionRefused`` otherwise). A retry of a batch row stays in its
+    batch, as the row's next attempt.
     """
     existing = Job.objects.filter(submitted_by=submitted_by, submission_key=submission_key).first()
     if existing is not None:
         return existing, False
     _check_submission_rate(submitted_by=submitted_by)
+    job = _job_build(
+        team=team,
+        submitted_by=submitted_by,
+        job_input=job_input,
+        submission_key=submission_key,
+        stored=_StoredFiles(),
+    )
+    if retry_of is not None:
+        job.retry_of = retry_of
+        job.batch_id, job.batch_row = retry_of.batch_id, retry_of.batch_row
+    try:
+        with transaction.atomic():
+            _job_store(job=job, first_run=timezone.now())
+    except IntegrityError:
+        # The same submission raced in from a second request; the first one won.
+        return Job.objects.get(submitted_by=submitted_by, submission_key=submission_key), False
+    return job, True
 
+
+def batch_create(
+    *,
+    team: Team,
+    created_by: User,
+    rows: list[JobInput],
+    submission_key: uuid.UUID,
+) -> tuple[Batch, bool]:
+    """Store a batch and one job per row (rows numbered from 1); return it and whether it is new.
+
+    One submission: the same ``submission_key`` from the same person returns the batch it made
+    the first time, and the batch counts once for the per-minute limit. At most
+    ``BATCH_MAX_ROWS`` rows. Every row is stored as ``job_create`` stores a job, in one
+    transaction, so a batch is saved whole or not at all. A file shared by several rows (one
+    uploaded video, its poster) is stored once. Row 1 is scheduled at once and the others
+    behind it: rows are sent in row order (``lifecycle.job_advance``).
+    """
+    existing = Batch.objects.filter(created_by=created_by, submission_key=submission_key).first()
+    if existing is not None:
+        return existing, False
+    if not rows:
+        raise SubmissionRefused(_("A batch needs at least one row."))
+    if len(rows) > settings.BATCH_MAX_ROWS:
+        raise SubmissionRefused(
+            _("A batch may have at most {max} rows; this one has {n}.").format(
+                max=settings.BATCH_MAX_ROWS, n=len(rows)
+            )
+        )
+    _check_submission_rate(submitted_by=created_by)
+    stored = _StoredFiles()
+    jobs = [
+        _job_build(
+            team=team,
+            submitted_by=created_by,
+            job_input=job_input,
+            submission_key=uuid.uuid5(BATCH_ROW_NAMESPACE, f"{submission_key}-{row}"),
+            stored=stored,
+        )
+        for row, job_input in enumerate(rows, start=1)
+    ]
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            batch = Batch.objects.create(
+                team=team, created_by=created_by, submission_key=submission_key, created_at=now
+            )
+            for row, job in enumerate(jobs, start=1):
+                job.batch, job.batch_row = batch, row
+                # Rows after the first are woken as the row before them is sent; the later
+                # time is only a fallback should that wake-up be lost.
+                _job_store(job=job, first_run=now if row == 1 else now + BATCH_ROW_FALLBACK)
+    except IntegrityError:
+        return Batch.objects.get(created_by=created_by, submission_key=submission_key), False
+    return batch, True
+
+
+@dataclass
+class _StoredFiles:
+    """Files already saved for the rows of one submission: an upload or a poster shared by
+    several rows is stored once and named by all of them."""
+
+    by_upload: dict[int, str] = field(default_factory=dict)
+    by_poster: dict[bytes, str] = field(default_factory=dict)
+
+
+def _job_build(
+    *,
+    team: Team,
+    submitted_by: User,
+    job_input: JobInput,
+    submission_key: uuid.UUID,
+    stored: _StoredFiles,
+) -> Job:
+    """A new job for ``job_input``, its files stored, not saved yet (see ``_job_store``)."""
     is_text = job_input.mode == JobMode.TEXT
     job = Job(
         team=team,
         submitted_by=submitted_by,
         submission_key=submission_key,
-        retry_of=retry_of,
         mode=job_input.mode,
         video_id=job_input.video_id,
         video_url=job_input.video_url,
@@ -144,44 +238,63 @@ def job_create(
     job_tell(
         job=job, message=say(gettext_noop("Waiting for the studio's worker to send it to Kling."))
     )
-    if not is_text and job_input.audio_upload is not None:
-        job.audio_file.save(job_input.audio_upload.name or "", job_input.audio_upload, save=False)
+    audio = job_input.audio_upload
+    if not is_text and audio is not None:
+        if id(audio) in stored.by_upload:
+            job.audio_file.name = stored.by_upload[id(audio)]
+        else:
+            job.audio_file.save(audio.name or "", audio, save=False)
+            stored.by_upload[id(audio)] = job.audio_file.name or ""
     elif not is_text and job_input.audio_stored_name:
         job.audio_file.name = job_input.audio_stored_name
-    if job_input.video_upload is not None:
-        # The name only carries the extension; upload_to makes the stored name.
-        extension = PurePosixPath(job_input.video_upload.name or "").suffix.lower()
-        job.video_file.save(f"source{extension}", job_input.video_upload, save=False)
+    video = job_input.video_upload
+    if video is not None:
+        if id(video) in stored.by_upload:
+            job.video_file.name = stored.by_upload[id(video)]
+        else:
+            # The name only carries the extension; upload_to makes the stored name.
+            extension = PurePosixPath(video.name or "").suffix.lower()
+            job.video_file.save(f"source{extension}", video, save=False)
+            stored.by_upload[id(video)] = job.video_file.name or ""
     elif job_input.video_stored_name:
         job.video_file.name = job_input.video_stored_name
     if job_input.poster_jpeg:
-        job.poster.save("poster.jpg", ContentFile(job_input.poster_jpeg), save=False)
+        if job_input.poster_jpeg in stored.by_poster:
+            job.poster.name = stored.by_poster[job_input.poster_jpeg]
+        else:
+            job.poster.save("poster.jpg", ContentFile(job_input.poster_jpeg), save=False)
+            stored.by_poster[job_input.poster_jpeg] = job.poster.name or ""
     elif job_input.poster_stored_name:
         job.poster.name = job_input.poster_stored_name
+    return job
 
-    try:
-        with transaction.atomic():
-            job.save()
-            job_status_change(
-                job=job,
-                status=JobStatus.PENDING,
-                note=say(gettext_noop("Submitted")),
-                old_status="",
-            )
-            # Enqueued in the same transaction as the job row (the queue lives in the database),
-            # so a stored job always has its first run scheduled.
-            job_schedule(job=job, at=timezone.now())
-            job.save()
-    except IntegrityError:
-        # The same submission raced in from a second request; the first one won.
-        return Job.objects.get(submitted_by=submitted_by, submission_key=submission_key), False
-    return job, True
+
+def _job_store(*, job: Job, first_run: datetime) -> None:
+    """Save a built job as submitted, with its first run scheduled (inside a transaction)."""
+    job.save()
+    job_status_change(
+        job=job,
+        status=JobStatus.PENDING,
+        note=say(gettext_noop("Submitted")),
+        old_status="",
+    )
+    # Enqueued in the same transaction as the job row (the queue lives in the database), so a
+    # stored job always has its first run scheduled.
+    job_schedule(job=job, at=first_run)
+    job.save()
 
 
 def _check_submission_rate(*, submitted_by: User) -> None:
-    """At most ``SUBMISSIONS_PER_MINUTE`` new jobs a minute per person."""
+    """At most ``SUBMISSIONS_PER_MINUTE`` submissions a minute per person: a job on its own
+    counts one (a retry of it too), and so does a batch, however many rows it has. Retries of
+    a batch's rows run again what its batch already counted: they must fit the limit but do
+    not add to it, so "try the failed rows again" retries them all."""
     since = timezone.now() - timedelta(minutes=1)
-    recent = Job.objects.filter(submitted_by=submitted_by, created_at__gte=since).count()
+    singles = Job.objects.filter(
+        submitted_by=submitted_by, created_at__gte=since, batch__isnull=True
+    ).count()
+    batches = Batch.objects.filter(created_by=submitted_by, created_at__gte=since).count()
+    recent = singles + batches
     if recent >= settings.SUBMISSIONS_PER_MINUTE:
         raise SubmissionRefused(
             _(
@@ -230,6 +343,8 @@ def job_cancel(*, job: Job) -> bool:
             note=say(gettext_noop("Cancelled by a person")),
         )
         locked.save()
+        # The next row of its batch no longer waits behind it.
+        job_wake_next_row(job=locked)
     job.refresh_from_db()
     return True
 
