@@ -7,8 +7,7 @@ from datetime import MINYEAR, UTC, date, datetime, time, tzinfo
 
 from django import forms
 from django.contrib.auth import get_user_model
-from django.db.models import Count, Q, QuerySet, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django_stubs_ext import StrOrPromise
@@ -133,19 +132,18 @@ class JobFilterForm(forms.Form):
 
         Counting a team's million finished jobs exactly would cost the page more than
         everyone else on it together, and nobody needs more than "over a thousand": the
-        running ones are counted exactly, the finished ones up to ``COUNT_CAP``. One query.
+        running ones are counted exactly, the finished ones up to ``COUNT_CAP``. One query:
+        a count per part, the parts joined by UNION ALL (cheaper to build than one
+        subquery per status, and a row per status whatever the history's size).
         """
         matching = self.filtered(jobs, with_status=False).order_by()
-        counts = {}
+        parts = [matching.filter(status__in=ACTIVE_STATUSES)]
         for status in JobStatus.values:
-            of_status = matching.filter(status=status)
             if status not in ACTIVE_STATUSES:
-                of_status = Job.objects.filter(pk__in=of_status.values("pk")[: COUNT_CAP + 1])
-            counts[status] = Coalesce(
-                Subquery(of_status.values("status").annotate(n=Count("pk")).values("n")), 0
-            )
-        team = Team.objects.filter(pk=self.team.pk).annotate(**counts)
-        row = dict(zip(counts, team.values_list(*counts).get(), strict=True))
+                capped = matching.filter(status=status).values("pk")[: COUNT_CAP + 1]
+                parts.append(Job.objects.filter(pk__in=capped).order_by())
+        counted = [part.values_list("status").annotate(n=Count("pk")) for part in parts]
+        row = dict(counted[0].union(*counted[1:], all=True))
         return [
             StatusCount(
                 status=value,
@@ -154,7 +152,7 @@ class JobFilterForm(forms.Form):
                 capped=value not in ACTIVE_STATUSES and row[value] > COUNT_CAP,
             )
             for value, label in JobStatus.choices
-            if row[value]
+            if row.get(value)
         ]
 
 

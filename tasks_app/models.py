@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.utils.crypto import salted_hmac
 from django.utils.functional import cached_property
 from django.utils.translation import gettext_lazy as _
+from django_stubs_ext import StrOrPromise
 
 from tasks_app.uploads import (
     SniffedAudioField,
@@ -387,6 +388,12 @@ class Job(models.Model):
         if self.mode == JobMode.TEXT:
             return self.text
         return self.audio_name or self.audio_url.rsplit("/", 1)[-1]
+
+    @property
+    def status_label(self) -> StrOrPromise:
+        # The enum's own label: Django's get_status_display() rebuilds a choices dict, and
+        # translates every label, on each call, which shows on a page of 50 rows.
+        return JobStatus(self.status).label
 
     @property
     def is_terminal(self) -> bool:
