@@ -432,7 +432,7 @@ class TestHistoryFilter:
         body = alice.get("/tasks/").content.decode()
 
         url = batch.get_absolute_url()
-        assert f'<a class="muted" href="{url}">Batch #{batch.pk} · row 2</a>' in body
+        assert f'<a class="muted row-batch" href="{url}">Batch #{batch.pk} · row 2</a>' in body
         assert body.count(f'href="{url}"') == 2
         alone_row = re.search(rf'<tr id="job-row-{alone.pk}".*?</tr>', body, re.S)
         assert alone_row
