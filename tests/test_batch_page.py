@@ -533,3 +533,18 @@ class TestBatchAdmin:
         body = page.content.decode()
         assert f"Batch #{batch.pk}" in body
         assert '<div class="readonly">1</div>' in body
+
+
+class TestJobPageOfARow:
+    def test_a_rows_job_page_links_to_its_batch_and_a_lone_jobs_does_not(self, alice, user):
+        batch = make_batch(user, statuses=[JobStatus.SUCCEEDED, JobStatus.FAILED])
+        row_two = batch.jobs.get(batch_row=2)
+        alone = make_job(user, status=JobStatus.SUCCEEDED, text="Not in a batch")
+
+        row_page = alice.get(row_two.get_absolute_url()).content.decode()
+        alone_page = alice.get(alone.get_absolute_url()).content.decode()
+
+        url = batch.get_absolute_url()
+        assert f'href="{url}" data-testid="job-batch">Batch #{batch.pk} · row 2<' in row_page
+        assert 'data-testid="job-batch"' not in alone_page
+        assert "Back to history" in alone_page and "Back to history" in row_page
