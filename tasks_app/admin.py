@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -172,6 +172,24 @@ def _source_facts(job: Job) -> list[str]:
 # --- Filters ---------------------------------------------------------------------------------
 
 
+class FindByNumber:
+    """Admin search that also finds an object by its number ("#42"), as staff are handed it
+    by the person who submitted the job or batch."""
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
+    ) -> tuple[QuerySet[Any], bool]:
+        results, may_have_duplicates = super().get_search_results(  # type: ignore[misc]
+            request, queryset, search_term
+        )
+        number = search_term.strip().removeprefix("#")
+        # isdigit() alone also accepts "²" (which int() refuses) and numbers too long for the
+        # database's integer column.
+        if number.isascii() and number.isdigit() and len(number) <= 18:
+            results |= queryset.filter(pk=int(number))
+        return results, may_have_duplicates
+
+
 class StuckFilter(admin.SimpleListFilter):
     """Jobs that have waited longer than the studio tells people to expect.
 
@@ -322,7 +340,7 @@ class JobEventInline(admin.TabularInline):
 
 
 @admin.register(Job)
-class JobAdmin(admin.ModelAdmin):
+class JobAdmin(FindByNumber, admin.ModelAdmin):
     class Media:
         css = {"all": ("admin_extra/admin.css",)}
 
@@ -404,18 +422,6 @@ class JobAdmin(admin.ModelAdmin):
         if request.GET.get(StuckFilter.parameter_name):
             return (*self.list_display, *self.stuck_columns)
         return self.list_display
-
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[Job], search_term: str
-    ) -> tuple[QuerySet[Job], bool]:
-        results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
-        # Staff are often handed a job number ("#42") by the person who submitted it.
-        number = search_term.strip().removeprefix("#")
-        # isdigit() alone also accepts "²" (which int() refuses) and numbers too long for the
-        # database's integer column.
-        if number.isascii() and number.isdigit() and len(number) <= 18:
-            results |= queryset.filter(pk=int(number))
-        return results, may_have_duplicates
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # jobs start from the studio's form, which checks Kling's limits
@@ -650,7 +656,7 @@ class _BatchRows(TypedDict):
 
 
 @admin.register(Batch)
-class BatchAdmin(admin.ModelAdmin):
+class BatchAdmin(FindByNumber, admin.ModelAdmin):
     """Batches as they were made: read-only, like jobs; their rows are ordinary jobs."""
 
     list_display = ("id", "team", "created_by", "row_count", "created_at", "archived_at")
@@ -673,15 +679,6 @@ class BatchAdmin(admin.ModelAdmin):
         # The studio's rule, as for jobs: a batch whose studio page would 404 is not listed.
         visible = super().get_queryset(request) & Batch.objects.visible_to(request.user)
         return visible.annotate(_rows=Count("jobs__batch_row", distinct=True))
-
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[Batch], search_term: str
-    ) -> tuple[QuerySet[Batch], bool]:
-        results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
-        number = search_term.strip().removeprefix("#")
-        if number.isascii() and number.isdigit() and len(number) <= 18:
-            results |= queryset.filter(pk=int(number))
-        return results, may_have_duplicates
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # batches start from the studio's page, which checks every row

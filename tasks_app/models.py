@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import models
@@ -151,9 +151,14 @@ class JobQuerySet(models.QuerySet["Job"]):
         """
         if may_review_every_team(user):
             return self.all()
-        # A semi-join on the person's few teams, not a join through every membership: the
-        # database reads it once and then the job indexes, which all start with the team.
-        return self.filter(team_id__in=Membership.objects.filter(user=user.pk).values("team_id"))
+        return self.filter(team_id__in=team_ids_of(user))
+
+
+def team_ids_of(user: User | AnonymousUser) -> models.QuerySet[Membership, Any]:
+    """The ids of the person's teams, as a subquery for ``team_id__in``: a semi-join on their
+    few teams, not a join through every membership, so the database reads it once and then
+    the job indexes, which all start with the team."""
+    return Membership.objects.filter(user=user.pk).values("team_id")
 
 
 def may_review_every_team(user: User | AnonymousUser) -> bool:
@@ -170,7 +175,7 @@ class BatchQuerySet(models.QuerySet["Batch"]):
         """Who may see a batch: the same rule as for its jobs (``JobQuerySet.visible_to``)."""
         if may_review_every_team(user):
             return self.all()
-        return self.filter(team_id__in=Membership.objects.filter(user=user.pk).values("team_id"))
+        return self.filter(team_id__in=team_ids_of(user))
 
 
 BatchManager = models.Manager.from_queryset(BatchQuerySet)
