@@ -812,6 +812,15 @@ def csrf_token(html: str) -> str:
     return match.group(1)
 
 
+def fresh_form(client: httpx.Client, path: str) -> dict[str, str]:
+    """A form page's CSRF token and fresh submission key, as a browser would post them."""
+    form = client.get(path)
+    key = re.search(r'name="submission_key" value="([^"]+)"', form.text)
+    if form.status_code != 200 or key is None:
+        raise HarnessError(f"GET {path} answered {form.status_code}")
+    return {"csrfmiddlewaretoken": csrf_token(form.text), "submission_key": key.group(1)}
+
+
 def hammer(
     base: str,
     path: str,
@@ -893,15 +902,7 @@ def interleaved_latencies(
 
 def post_text_job(client: httpx.Client, text: str) -> tuple[int, float]:
     """Submit the job form as a person would; return the new job's id and the POST's time."""
-    form = client.get("/tasks/new/")
-    if form.status_code != 200:
-        raise HarnessError(f"GET /tasks/new/ answered {form.status_code}")
-    key = re.search(r'name="submission_key" value="([^"]+)"', form.text)
-    if key is None:
-        raise HarnessError("the job form carries no submission_key")
-    data = {
-        "csrfmiddlewaretoken": csrf_token(form.text),
-        "submission_key": key.group(1),
+    data = fresh_form(client, "/tasks/new/") | {
         "video_source": "video_id",
         "video_id": "bench_video",
         "mode": "text2video",
@@ -1648,13 +1649,7 @@ def _media_file(path: Path, *, megabytes: int, faststart: bool = False) -> bytes
 
 
 def _check_form(client: httpx.Client) -> dict[str, str]:
-    form = client.get("/tasks/new/")
-    key = re.search(r'name="submission_key" value="([^"]+)"', form.text)
-    if form.status_code != 200 or key is None:
-        raise HarnessError(f"GET /tasks/new/ answered {form.status_code}")
-    return {
-        "csrfmiddlewaretoken": csrf_token(form.text),
-        "submission_key": key.group(1),
+    return fresh_form(client, "/tasks/new/") | {
         "mode": "text2video",
         "text": "Bench",
         "voice_id": "genshin_vindi2",
@@ -1794,13 +1789,7 @@ ZIP_GROWTH_LIMIT_MB = 20
 
 
 def _batch_form(client: httpx.Client, lines: int) -> dict[str, str]:
-    form = client.get("/tasks/batch/new/")
-    key = re.search(r'name="submission_key" value="([^"]+)"', form.text)
-    if form.status_code != 200 or key is None:
-        raise HarnessError(f"GET /tasks/batch/new/ answered {form.status_code}")
-    return {
-        "csrfmiddlewaretoken": csrf_token(form.text),
-        "submission_key": key.group(1),
+    return fresh_form(client, "/tasks/batch/new/") | {
         "way": "lines",
         "video_source": "video_id",
         "video_id": "860327812345678901",
