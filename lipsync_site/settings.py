@@ -246,6 +246,8 @@ KLING_MAX_SEND_ATTEMPTS = envint("KLING_MAX_SEND_ATTEMPTS", 15, minimum=1)
 # How long a create with an unknown outcome may take to show up in Kling's task list.
 KLING_RECONCILE_GRACE_SECONDS = envint("KLING_RECONCILE_GRACE_SECONDS", 30, minimum=0)
 KLING_SLOW_AFTER_MINUTES = envint("KLING_SLOW_AFTER_MINUTES", 15, minimum=1)
+# A job Kling has not finished this long after it got it has one last check, then fails.
+KLING_JOB_DEADLINE_MINUTES = envint("KLING_JOB_DEADLINE_MINUTES", 120, minimum=1)
 
 # The studio keeps its own copy of every result (Kling deletes its copy after 30 days).
 RESULT_MAX_BYTES = envint("RESULT_MAX_BYTES", 300 * 1024 * 1024, minimum=1024)

@@ -1061,7 +1061,8 @@ def bench_status_poll(b: Bench) -> None:
     log("1/9 status poll vs bare view")
     job = new_job(b.team, b.person, kling_task_id="bench-partial")
     job.save()
-    poll = f"/tasks/{job.pk}/"
+    # As the page polls: saying what its timeline shows (a change sends the timeline too).
+    poll = f"/tasks/{job.pk}/?shown=processing"
 
     client = in_process_client(b.person)
     cold = count_queries(client, poll, HTMX)
@@ -1251,7 +1252,7 @@ def bench_crowd(b: Bench) -> None:
     # The bare view first: what this server and machine do with the same crowd when each
     # request does nothing; then the polls the target is about.
     bare = run_crowd(b, [BARE] * CROWD_CLIENTS, CROWD_BARE_SECONDS)
-    polls = run_crowd(b, [f"/tasks/{job.pk}/" for job in jobs], CROWD_SECONDS)
+    polls = run_crowd(b, [f"/tasks/{job.pk}/?shown=processing" for job in jobs], CROWD_SECONDS)
     cancel_leftovers()
     label = f"{CROWD_CLIENTS} clients polling, {CROWD_SECONDS:.0f} s"
     b.report.add(

@@ -35,6 +35,9 @@ class JobStatus(models.TextChoices):
     CANCELLED = "cancelled", _("Cancelled")
 
 
+# Kling's error code for "the account runs as many tasks as it may" (see kling-api.md).
+KLING_ACCOUNT_FULL = 1303
+
 # Named once: everything else (polling, the worker, the templates) asks these.
 TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
 ACTIVE_STATUSES = frozenset(set(JobStatus) - TERMINAL_STATUSES)
@@ -403,6 +406,21 @@ class Job(models.Model):
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL_STATUSES
+
+    @property
+    def is_waiting_for_slot(self) -> bool:
+        """Not sent yet because Kling's account runs as many tasks as it may (code 1303)."""
+        return (
+            self.status == JobStatus.PENDING
+            and self.kling_task_id is None
+            and self.error_code == KLING_ACCOUNT_FULL
+        )
+
+    @property
+    def timeline_state(self) -> str:
+        """What the job page's timeline shows, in short: a page polling with another state
+        is sent the timeline again."""
+        return f"{self.status}-slot" if self.is_waiting_for_slot else self.status
 
     @property
     def is_active(self) -> bool:

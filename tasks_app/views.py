@@ -265,6 +265,9 @@ def job_detail(request: StudioRequest, pk: int) -> HttpResponse:
         ),
     }
     if request.htmx:
+        # The page says what its timeline shows; only a change costs the timeline's query.
+        if request.GET.get("shown") != job.timeline_state:
+            context["events"] = job.events.all()
         response = render(request, "tasks/job_detail.html#status", context)
         if job.is_terminal:
             response.status_code = HttpResponseStopPolling.status_code

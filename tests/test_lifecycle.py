@@ -556,9 +556,10 @@ class TestPolling:
         assert job.status == JobStatus.FAILED
         assert "no longer knows" in job.status_detail
 
+    # Up to the job's deadline, KLING_JOB_DEADLINE_MINUTES (7,200 s): see test_deadline.py.
     @pytest.mark.parametrize(
         ("age_seconds", "interval"),
-        [(0, 5), (30, 5), (90, 15), (280, 15), (400, 30), (880, 30), (1000, 60), (7200, 60)],
+        [(0, 5), (30, 5), (90, 15), (280, 15), (400, 30), (880, 30), (1000, 60), (7000, 60)],
     )
     def test_it_checks_every_5_s_in_the_first_minute_then_less_often_up_to_a_cap(
         self, user, kling, worker, age_seconds, interval

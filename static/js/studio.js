@@ -88,5 +88,44 @@
   document.addEventListener("htmx:responseError", markStale);
   document.addEventListener("htmx:sendError", markStale);
 
+  // Desktop notifications, asked for only after a click, remembered on this computer: when a
+  // job ends while its page is open, the page's poll swaps in an ended status card.
+  const NOTIFY_KEY = "studio.notify";
+  function notifyWanted() {
+    return "Notification" in window && Notification.permission === "granted" &&
+      window.localStorage.getItem(NOTIFY_KEY) === "1";
+  }
+  function offerNotifications() {
+    const offer = document.querySelector(".notify-offer");
+    if (!offer || !("Notification" in window)) return;
+    offer.hidden = notifyWanted() || Notification.permission === "denied";
+  }
+  document.addEventListener("click", function (event) {
+    const button = event.target.closest && event.target.closest("[data-notify-opt-in]");
+    if (!button) return;
+    Notification.requestPermission().then(function (permission) {
+      if (permission === "granted") window.localStorage.setItem(NOTIFY_KEY, "1");
+      offerNotifications();
+    });
+  });
+  // Only a poll can end a job on this page, so an ended card after a swap ended just now.
+  let announced = false;
+  document.addEventListener("htmx:afterSettle", function () {
+    const card = document.getElementById("job-status");
+    if (!card) return;
+    offerNotifications();
+    if (announced || !card.dataset.ended || !notifyWanted()) return;
+    announced = true;
+    const note = new Notification(card.dataset.ended, {
+      body: card.dataset.endedDetail || "",
+      tag: card.dataset.jobUrl,
+    });
+    note.onclick = function () {
+      window.focus();
+      window.location.href = card.dataset.jobUrl;
+    };
+  });
+
   document.addEventListener("DOMContentLoaded", init);
+  document.addEventListener("DOMContentLoaded", offerNotifications);
 })();

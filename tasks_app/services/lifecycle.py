@@ -50,7 +50,7 @@ from tasks_app.kling import (
     VideoSource,
 )
 from tasks_app.kling_setup import kling_client
-from tasks_app.models import Job, JobMode, JobStatus
+from tasks_app.models import KLING_ACCOUNT_FULL, Job, JobMode, JobStatus
 from tasks_app.notices import email_job_finished
 from tasks_app.plain_words import error_message, failure_message
 from tasks_app.results import store_result
@@ -65,8 +65,6 @@ SWEEP_GRACE = timedelta(seconds=90)
 # A batch row waiting behind an earlier row is woken when that row is sent or ends; it also
 # looks again after this, should a wake-up ever be lost.
 BATCH_ROW_FALLBACK = timedelta(minutes=5)
-# Kling's answer to a create when the account runs as many tasks as it may.
-_CONCURRENCY_CODES = (1303,)
 # Statuses in which a job holds one of the account's Kling slots.
 _AT_KLING = (JobStatus.SENT, JobStatus.PROCESSING)
 
@@ -132,7 +130,7 @@ def _send_may_wait(*, job: Job, now: datetime) -> bool:
             return False
         rivals = (
             _waiting_to_send()
-            .filter(error_code__in=_CONCURRENCY_CODES)
+            .filter(error_code=KLING_ACCOUNT_FULL)
             .exclude(batch_id=job.batch_id)
             .order_by("next_check_at", "pk")
             .values_list("pk", "batch_id")[:50]
@@ -527,7 +525,7 @@ def _adopt(job: Job, task: KlingTask, *, note: Message) -> None:
         job_status_change(job=job, status=JobStatus.SENT, note=note)
         _apply_kling_task(job, task)
         if job.is_active:
-            job_schedule(job=job, at=now + _poll_interval(job, now))
+            job_schedule(job=job, at=_next_check(job, now, _poll_interval(job, now)))
         job.save()
         job_wake_next_row(job=job)
 
@@ -551,9 +549,11 @@ def _check(job: Job) -> None:
                     say(gettext_noop("Kling no longer knows this job.")),
                     note=say(gettext_noop("Lost on Kling")),
                 )
+            elif _past_deadline(job, now):
+                _fail_overdue(job)
             else:
                 wait = min(_backoff(job.poll_errors), _poll_interval(job, now) * 4)
-                job_schedule(job=job, at=now + wait)
+                job_schedule(job=job, at=_next_check(job, now, wait))
             job.save()
         return
 
@@ -565,9 +565,45 @@ def _check(job: Job) -> None:
         job.error_code = None
         job.error_detail = ""
         _apply_kling_task(job, task)
-        if job.is_active:
-            job_schedule(job=job, at=now + _poll_interval(job, now))
+        if job.is_active and _past_deadline(job, now):
+            _fail_overdue(job)
+        elif job.is_active:
+            job_schedule(job=job, at=_next_check(job, now, _poll_interval(job, now)))
         job.save()
+
+
+def _deadline(job: Job) -> datetime | None:
+    """When a job Kling has had since ``sent_at`` has its last check (``None``: not sent)."""
+    if job.sent_at is None:
+        return None
+    return job.sent_at + timedelta(minutes=settings.KLING_JOB_DEADLINE_MINUTES)
+
+
+def _past_deadline(job: Job, now: datetime) -> bool:
+    deadline = _deadline(job)
+    return deadline is not None and now >= deadline
+
+
+def _next_check(job: Job, now: datetime, wait: timedelta) -> datetime:
+    """``now + wait``, but never past the job's deadline: its last check falls on it."""
+    deadline = _deadline(job)
+    return min(now + wait, deadline) if deadline is not None and deadline > now else now + wait
+
+
+def _fail_overdue(job: Job) -> None:
+    """The last check found Kling still working past the deadline: stop following the job."""
+    _fail(
+        job,
+        say(
+            gettext_noop(
+                "Kling had not finished the video {minutes} minutes after it got it, so the "
+                "studio stopped waiting. Try again; if it happens again, Kling may be having "
+                "trouble."
+            ),
+            minutes=settings.KLING_JOB_DEADLINE_MINUTES,
+        ),
+        note=say(gettext_noop("Kling took too long")),
+    )
 
 
 def _apply_kling_task(job: Job, task: KlingTask) -> None:
