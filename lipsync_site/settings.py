@@ -300,3 +300,9 @@ else:
 
 # Tasks one worker process runs at once (each mostly waits on Kling).
 WORKER_THREADS = envint("WORKER_THREADS", 16, minimum=1)
+# Each worker process reports itself this often; none heard from for the second figure, and
+# pages of jobs waiting to be sent say that the studio's worker is not running.
+WORKER_HEARTBEAT_SECONDS = envint("WORKER_HEARTBEAT_SECONDS", 15, minimum=1)
+WORKER_SILENT_AFTER_SECONDS = envint("WORKER_SILENT_AFTER_SECONDS", 60, minimum=1)
+# Whom people should tell when the worker is not running (a name, an address); shown as is.
+STUDIO_CONTACT = envstr("STUDIO_CONTACT", "")

@@ -49,6 +49,7 @@ from tasks_app.models import (
     Membership,
     ReviewState,
     Team,
+    WorkerHeartbeat,
 )
 
 if TYPE_CHECKING:
@@ -807,3 +808,30 @@ class UserAdmin(BaseUserAdmin):
     """Django's own user admin, plus the teams a person belongs to."""
 
     inlines = (UserMembershipInline,)
+
+
+@admin.register(WorkerHeartbeat)
+class WorkerHeartbeatAdmin(admin.ModelAdmin):
+    """The worker processes that reported themselves lately, and whether they still do."""
+
+    list_display = ("worker_id", "state", "hostname", "pid", "started_at", "last_seen_at")
+    list_filter = ("hostname",)
+    search_fields = ("worker_id", "hostname")
+    readonly_fields = ("worker_id", "hostname", "pid", "started_at", "last_seen_at", "stopped_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # workers report themselves
+
+    def has_change_permission(
+        self, request: HttpRequest, obj: WorkerHeartbeat | None = None
+    ) -> bool:
+        return False
+
+    @admin.display(description=_("state"))
+    def state(self, worker: WorkerHeartbeat) -> str:
+        if worker.stopped_at is not None:
+            return str(_("Stopped"))
+        silent = timedelta(seconds=settings.WORKER_SILENT_AFTER_SECONDS)
+        if timezone.now() - worker.last_seen_at > silent:
+            return str(_("Not heard from"))
+        return str(_("Running"))

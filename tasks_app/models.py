@@ -473,3 +473,24 @@ class JobEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.old_status or '-'} -> {self.new_status}"
+
+
+class WorkerHeartbeat(models.Model):
+    """A background worker process, as it last reported itself: the studio can tell when
+    nobody is there to send the jobs people wait on."""
+
+    worker_id = models.CharField(_("worker"), max_length=64, unique=True)
+    hostname = models.CharField(_("machine"), max_length=255)
+    pid = models.PositiveIntegerField(_("process id"))
+    started_at = models.DateTimeField(_("started"))
+    last_seen_at = models.DateTimeField(_("last seen"), db_index=True)
+    # Set when the worker stopped as asked (Ctrl-C, SIGTERM); a killed one just falls silent.
+    stopped_at = models.DateTimeField(_("stopped"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-last_seen_at"]
+        verbose_name = _("worker")
+        verbose_name_plural = _("workers")
+
+    def __str__(self) -> str:
+        return f"{self.worker_id} on {self.hostname} (pid {self.pid})"

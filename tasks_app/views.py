@@ -43,7 +43,7 @@ from tasks_app.kling.voices import VOICES
 from tasks_app.models import Job, Profile
 from tasks_app.notices import notices_peek
 from tasks_app.results import ranged_file_response
-from tasks_app.services import callbacks, lifecycle, submitting
+from tasks_app.services import callbacks, lifecycle, submitting, workers
 from tasks_app.uploads import (
     AUDIO_CONTENT_TYPES,
     UNKNOWN_AUDIO_EXTENSION,
@@ -263,6 +263,8 @@ def job_detail(request: StudioRequest, pk: int) -> HttpResponse:
         "can_manage": lambda: teams.job_can_manage(
             user=request.user, profile=request.profile, job=job
         ),
+        "waits_for_a_worker": lambda: workers.job_waits_for_a_worker(job=job),
+        "studio_contact": settings.STUDIO_CONTACT,
     }
     if request.htmx:
         # The page says what its timeline shows; only a change costs the timeline's query.

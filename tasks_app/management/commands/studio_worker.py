@@ -4,18 +4,22 @@ whose scheduled run was lost."""
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
 import threading
 from types import FrameType
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections, connections
+from django.utils import timezone
 from django.utils.crypto import get_random_string
 from django_tasks_db.management.commands.db_worker import Command as DbWorkerCommand
 from django_tasks_db.management.commands.db_worker import Worker
 
 from tasks_app.services.lifecycle import job_sweep
+from tasks_app.services.workers import worker_beat, worker_stop
 
 logger = logging.getLogger(__name__)
 
@@ -96,9 +100,32 @@ class Command(BaseCommand):
                 stop.wait(sweep_every)
             connections.close_all()
 
+        def beat_forever() -> None:
+            # The studio tells people waiting on a job when no worker has reported itself.
+            started = timezone.now()
+            while not stop.is_set():
+                try:
+                    worker_beat(
+                        worker_id=name,
+                        hostname=socket.gethostname(),
+                        pid=os.getpid(),
+                        started_at=started,
+                    )
+                except Exception:
+                    logger.exception("Could not record the worker's heartbeat; will try again")
+                finally:
+                    close_old_connections()
+                stop.wait(settings.WORKER_HEARTBEAT_SECONDS)
+            try:
+                worker_stop(worker_id=name)
+            finally:
+                connections.close_all()
+
         worker_threads = [
             threading.Thread(target=run, args=(w,), name=w.worker_id) for w in workers
         ]
+        heartbeat = threading.Thread(target=beat_forever, name="heartbeat")
+        heartbeat.start()
         threading.Thread(target=sweep_forever, name="job-sweep", daemon=True).start()
         for thread in worker_threads:
             thread.start()
@@ -106,5 +133,6 @@ class Command(BaseCommand):
         self.stdout.flush()
         while not stop.is_set() and any(thread.is_alive() for thread in worker_threads):
             stop.wait(0.5)
-        for thread in worker_threads:
+        stop.set()  # every worker thread ended: the heartbeat says this worker stopped
+        for thread in [*worker_threads, heartbeat]:
             thread.join()
