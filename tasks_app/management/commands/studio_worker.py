@@ -108,3 +108,5 @@ class Command(BaseCommand):
             stop.wait(0.5)
         for thread in worker_threads:
             thread.join()
+        # Every task taken has ended (SIGTERM or Ctrl-C): nothing is left claimed.
+        self.stdout.write(f"Worker {name} stopped")
