@@ -39,6 +39,8 @@ test: export KLING_ACCESS_KEY :=
 test: export KLING_SECRET_KEY :=
 test: export KLING_DEMO :=
 test: export DATABASE_URL := $(TEST_DATABASE_URL)
+# Tests empty the caches they use, so not a developer's Redis (Redis tests use TEST_REDIS_URL).
+test: export CACHE_URL :=
 test: export DJANGO_ALLOW_ASYNC_UNSAFE := true
 test: install lint
 	./scripts/ensure-chromium

@@ -87,3 +87,23 @@ def envurl(name: str, default: str | None = None) -> str | None:
     if not value.startswith(("http://", "https://")) or "://" not in value[:8] or len(value) < 10:
         raise ImproperlyConfigured(f"{name} must be an http:// or https:// URL, not {value!r}")
     return value.rstrip("/")
+
+
+LOCAL_CACHE = "django.core.cache.backends.locmem.LocMemCache"
+REDIS_CACHE = "django.core.cache.backends.redis.RedisCache"
+
+
+def envcache(name: str) -> dict[str, str]:
+    """The default cache the URL in ``name`` selects: ``redis://`` or ``rediss://`` (TLS) for
+    a Redis that every node shares, or, unset, a cache in each process (one machine only)."""
+    value = envstr(name)
+    if value is None:
+        return {"BACKEND": LOCAL_CACHE}
+    if value.startswith(("redis://", "rediss://")) and len(value.split("://", 1)[1]) > 0:
+        return {"BACKEND": REDIS_CACHE, "LOCATION": value}
+    # Only the scheme is repeated: the rest may hold a password.
+    given = f"a {value.split('://', 1)[0]}:// URL" if "://" in value else "a value without a scheme"
+    raise ImproperlyConfigured(
+        f"{name} must be a redis:// or rediss:// URL (e.g. redis://127.0.0.1:6379/0), or "
+        f"unset for a cache in each process, not {given}"
+    )

@@ -10,7 +10,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
-from lipsync_site.env import envbool, envfloat, envint, envlist, envstr, envurl
+from lipsync_site.env import envbool, envcache, envfloat, envint, envlist, envstr, envurl
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -134,7 +134,11 @@ STORAGES = {
 
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
 
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# One cache per process by default (fine on one machine); CACHE_URL=redis://... shares one
+# between nodes. The submission limit and failed log-ins are counted in the database; the
+# password-reset limit and the media-check reuse are shared through this cache (see README,
+# "Running on several machines").
+CACHES = {"default": envcache("CACHE_URL")}
 
 # Audio is sent to Kling inside the JSON body, so uploads are capped at Kling's limit.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
@@ -221,6 +225,39 @@ KLING_WEBHOOK_SECRET = envstr("KLING_WEBHOOK_SECRET")
 # the simulator fetches it from this machine; live mode cannot take uploads then.
 SOURCE_LINK_HOURS = envfloat("SOURCE_LINK_HOURS", 48.0, above=0)
 DEMO_STUDIO_URL = f"http://127.0.0.1:{envint('PORT', 8000, minimum=1)}"
+
+# --- Media storage ---------------------------------------------------------------------------
+# Uploads, posters and result copies live on this machine's disk (MEDIA_ROOT) unless a bucket
+# is named: then in any S3-compatible object store, through django-storages, configured by its
+# own setting names, so that every web node and worker reaches every file. Objects stay
+# private: people get them through short-lived presigned links the studio's views hand out
+# after their permission check, and Kling gets an uploaded source as a presigned link valid
+# SOURCE_LINK_HOURS (tasks_app/storage.py, tasks_app/source_links.py).
+AWS_STORAGE_BUCKET_NAME = envstr("AWS_STORAGE_BUCKET_NAME")
+if AWS_STORAGE_BUCKET_NAME:
+    AWS_S3_ENDPOINT_URL = envurl("AWS_S3_ENDPOINT_URL")  # unset: Amazon S3 itself
+    AWS_S3_REGION_NAME = envstr("AWS_S3_REGION_NAME")
+    # Unset: boto3 finds credentials itself (an instance role, ~/.aws).
+    AWS_ACCESS_KEY_ID = envstr("AWS_ACCESS_KEY_ID")
+    AWS_SECRET_ACCESS_KEY = envstr("AWS_SECRET_ACCESS_KEY")
+    if bool(AWS_ACCESS_KEY_ID) != bool(AWS_SECRET_ACCESS_KEY):
+        raise ImproperlyConfigured(
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set together."
+        )
+    # Presigned links (signature version 4) last at most seven days.
+    if SOURCE_LINK_HOURS > 7 * 24:
+        raise ImproperlyConfigured(
+            "SOURCE_LINK_HOURS must be at most 168 with a bucket (AWS_STORAGE_BUCKET_NAME): "
+            f"presigned links last at most seven days, not {SOURCE_LINK_HOURS:g} hours."
+        )
+    AWS_DEFAULT_ACL = None
+    AWS_QUERYSTRING_AUTH = True
+    AWS_QUERYSTRING_EXPIRE = int(SOURCE_LINK_HOURS * 3600)
+    AWS_S3_FILE_OVERWRITE = False
+    AWS_S3_SIGNATURE_VERSION = "s3v4"
+    # A file read through the storage spills to a temporary file past this, not to memory.
+    AWS_S3_MAX_MEMORY_SIZE = FILE_UPLOAD_MAX_MEMORY_SIZE
+    STORAGES["default"] = {"BACKEND": "storages.backends.s3.S3Storage"}
 
 # Kling's documented limits on the source video: every video is measured against them before it
 # is sent, and the hints say them. The live service has been seen to accept more, and Kling's

@@ -3,7 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from lipsync_site.env import envbool
-from tasks_app import source_links, views
+from tasks_app import health, source_links, views
 from tasks_app.auth_views import (
     StudioLoginView,
     ThrottledPasswordResetView,
@@ -12,6 +12,7 @@ from tasks_app.auth_views import (
 
 urlpatterns = [
     path("", views.index, name="index"),
+    path("healthz", health.healthz, name="healthz"),
     path("tasks/", include("tasks_app.urls")),
     path("kling/callback/<int:job_id>/<str:token>/", views.kling_callback, name="kling_callback"),
     # Kling downloads uploaded source videos here (a signed link, no log-in).

@@ -15,7 +15,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 
-from tasks_app import source_check, wording
+from tasks_app import source_check, storage, wording
 from tasks_app.fetch import FetchError
 from tasks_app.kling.media import sniff_audio_format
 from tasks_app.kling.voices import VOICES, get_voice
@@ -50,8 +50,9 @@ class VideoSourceChoice:
 
 def file_choice_available() -> bool:
     """Kling only takes links, so an uploaded video reaches it as a link to the studio: that
-    needs the studio's public address, or demo mode (whose simulator runs next to it)."""
-    return bool(settings.KLING_DEMO or settings.SITE_URL)
+    needs the studio's public address, or demo mode (whose simulator runs next to it), or a
+    bucket (Kling then reads a presigned link to the object)."""
+    return bool(settings.KLING_DEMO or settings.SITE_URL or storage.bucket() is not None)
 
 
 FILE_CHOICE_UNAVAILABLE = _(

@@ -1,4 +1,5 @@
-"""Keeping each result video in the studio's own storage, and serving it back with ranges."""
+"""Keeping each result video in the studio's own storage (the disk or the bucket, through the
+storage API alone), and serving it back with ranges."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from django_tasks import task
 
 from tasks_app.fetch import FetchError, FetchReason, fetch, policy_from_settings
 from tasks_app.models import Job, JobStatus
+from tasks_app.storage import STORAGE_ERRORS
 from tasks_app.wording import Message, at, render_english, say
 
 logger = logging.getLogger(__name__)
@@ -134,7 +136,13 @@ def _download(job: Job) -> tuple[str, int, str]:
         if size == 0:
             raise ResultDownloadError(say(gettext_noop("The result video was empty.")))
         spool.seek(0)
-        name = default_storage.save(f"results/{job.team_id}/job-{job.pk}.mp4", File(spool))
+        try:
+            name = default_storage.save(f"results/{job.team_id}/job-{job.pk}.mp4", File(spool))
+        except STORAGE_ERRORS:
+            logger.exception("Writing the result of job %s to the storage failed", job.pk)
+            raise ResultDownloadError(
+                say(gettext_noop("The studio could not write the copy to its file storage."))
+            ) from None
     return name, size, digest.hexdigest()
 
 

@@ -5,13 +5,18 @@ for this use alone), so it cannot be guessed, cannot be turned into another job'
 stops working ``SOURCE_LINK_HOURS`` after it was made. It needs no log-in: Kling has none.
 Each send signs a fresh link, so a job waiting to be sent for a long time still hands Kling a
 link that lasts the whole allowance from then on.
+
+With a bucket (``AWS_STORAGE_BUCKET_NAME``) Kling reads the object from the bucket itself,
+through a presigned link valid as long; the link still names its job (in the file name the
+store is told to answer with, which the signature covers), so that a lost create is found by
+it as surely as by the studio's own link.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import PurePosixPath
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
@@ -22,6 +27,7 @@ from django.views.decorators.http import require_safe
 
 from tasks_app.models import Job
 from tasks_app.results import ranged_file_response
+from tasks_app.storage import bucket, link_is_to_object, object_size, presigned_link
 
 _SALT = "tasks_app.source_links.source_video"
 _CONTENT_TYPES = {".mp4": "video/mp4", ".mov": "video/quicktime"}
@@ -46,10 +52,24 @@ def source_link(*, job: Job) -> str:
     """An absolute, signed link to ``job``'s uploaded video, valid ``SOURCE_LINK_HOURS``.
 
     Raises ``SourceLinkUnavailable`` without a base URL (see ``source_base_url``), and
-    ValueError for a job without an uploaded video.
+    ValueError for a job without an uploaded video. With a bucket, the link is a presigned
+    one of the object, which must be there: FileNotFoundError when it is not, or one of
+    ``storage.STORAGE_ERRORS`` when the bucket does not answer.
     """
     if not job.video_file:
         raise ValueError(f"job {job.pk} has no uploaded video")
+    store = bucket()
+    if store is not None:
+        name = str(job.video_file.name)
+        object_size(storage=store, name=name)  # Kling must not be sent to a missing object
+        return presigned_link(
+            storage=store,
+            name=name,
+            seconds=max(1, round(settings.SOURCE_LINK_HOURS * 3600)),
+            content_type=_CONTENT_TYPES[PurePosixPath(_link_name(job)).suffix],
+            filename=_object_link_name(job),
+            as_attachment=False,
+        )
     base = source_base_url()
     if base is None:
         raise SourceLinkUnavailable("SITE_URL is not set")
@@ -63,6 +83,12 @@ def source_link_is_for(*, url: str, job: Job) -> bool:
     was made (expired ones too): Kling's task list shows the link a task was created with."""
     if not job.video_file:
         return False
+    store = bucket()
+    if store is not None and link_is_to_object(
+        storage=store, url=url, name=str(job.video_file.name)
+    ):
+        disposition = parse_qs(urlsplit(url).query).get("response-content-disposition")
+        return disposition == [f'inline; filename="{_object_link_name(job)}"']
     segments = urlsplit(url).path.split("/")
     if len(segments) < 3 or segments[-3] != "sources" or segments[-1] != _link_name(job):
         return False
@@ -123,3 +149,9 @@ def _link_name(job: Job) -> str:
     """The file name at the end of the link: Kling goes by it to tell MP4 from MOV."""
     suffix = PurePosixPath(job.video_file.name or "").suffix.lower()
     return f"video{suffix if suffix in _CONTENT_TYPES else '.mp4'}"
+
+
+def _object_link_name(job: Job) -> str:
+    """The file name a presigned link to ``job``'s upload is answered with: it names the job,
+    since two jobs (one tried again from the other) may share one uploaded object."""
+    return f"job-{job.pk}-{_link_name(job)}"

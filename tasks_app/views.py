@@ -20,6 +20,7 @@ from django.http import (
     HttpResponseBadRequest,
     HttpResponseBase,
     HttpResponseForbidden,
+    StreamingHttpResponse,
 )
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -29,7 +30,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseStopPolling, trigger_client_event
 from django_htmx.middleware import HtmxDetails
 
-from tasks_app import source_check, teams, webhooks
+from tasks_app import source_check, storage, teams, webhooks
 from tasks_app.batch_forms import BatchForm, template_rows
 from tasks_app.filters import COUNT_CAP, JobFilterForm, history_page
 from tasks_app.forms import (
@@ -39,6 +40,7 @@ from tasks_app.forms import (
     JobForm,
     VideoSourceChoice,
 )
+from tasks_app.kling.media import sniff_audio_format
 from tasks_app.kling.voices import VOICES
 from tasks_app.models import Job, Profile
 from tasks_app.notices import notices_peek
@@ -46,6 +48,7 @@ from tasks_app.results import ranged_file_response
 from tasks_app.services import callbacks, lifecycle, submitting, workers
 from tasks_app.uploads import (
     AUDIO_CONTENT_TYPES,
+    SNIFF_BYTES,
     UNKNOWN_AUDIO_EXTENSION,
     UNKNOWN_CONTENT_TYPE,
     audio_format_of,
@@ -355,6 +358,24 @@ def job_video(request: StudioRequest, pk: int) -> HttpResponseBase:
     """The result video: the studio's own copy (seekable), or Kling's link until it has one."""
     job = get_object_or_404(Job.objects.visible_to(request.user), pk=pk)
     as_attachment = request.GET.get("download") == "1"
+    if job.stored_video and (store := storage.bucket()) is not None:
+        name = str(job.stored_video.name)
+        try:
+            storage.object_size(storage=store, name=name)  # one HEAD: the studio's 404 if gone
+        except FileNotFoundError:
+            raise Http404(_("This video is no longer available.")) from None
+        except storage.STORAGE_ERRORS:
+            return _storage_unavailable()
+        return _to_bucket(
+            storage.presigned_link(
+                storage=store,
+                name=name,
+                seconds=storage.PLAYBACK_LINK_SECONDS,
+                content_type="video/mp4",
+                filename=f"lipsync-{job.pk}.mp4",
+                as_attachment=as_attachment,
+            )
+        )
     if job.stored_video:
         filename = f"lipsync-{job.pk}.mp4"
         response = ranged_file_response(
@@ -384,13 +405,53 @@ def _open_stored(field: FieldFile, *, gone: str) -> File:
         raise Http404(gone) from None
 
 
+def _to_bucket(link: str) -> HttpResponse:
+    """Send the browser to a presigned link; the studio's own view checked who may follow it."""
+    response = redirect(link)
+    # The link lasts PLAYBACK_LINK_SECONDS; the browser may reuse this answer for a while.
+    response["Cache-Control"] = "private, max-age=600"
+    return response
+
+
+def _storage_unavailable() -> HttpResponse:
+    """The answer when the bucket did not: a passing outage, not a missing file."""
+    return HttpResponse(
+        _("The studio's file storage did not answer. Try again in a moment."),
+        status=503,
+        content_type="text/plain; charset=utf-8",
+        headers={"Retry-After": "30"},
+    )
+
+
 @require_GET
-def job_audio(request: StudioRequest, pk: int) -> FileResponse:
+def job_audio(request: StudioRequest, pk: int) -> HttpResponseBase:
     """The job's uploaded audio, always as a download typed by its bytes, never by its name."""
     job = get_object_or_404(Job.objects.visible_to(request.user), pk=pk)
     if not job.audio_file:
         raise Http404(_("This job has no uploaded audio."))
-    file = _open_stored(job.audio_file, gone=_("This audio file is no longer available."))
+    gone = _("This audio file is no longer available.")
+    if (store := storage.bucket()) is not None:
+        # Typed by its first bytes (one ranged read), then fetched from the bucket directly.
+        try:
+            head = storage.object_head(
+                storage=store, name=str(job.audio_file.name), length=SNIFF_BYTES
+            )
+        except FileNotFoundError:
+            raise Http404(gone) from None
+        except storage.STORAGE_ERRORS:
+            return _storage_unavailable()
+        audio_format = sniff_audio_format(head)
+        return _to_bucket(
+            storage.presigned_link(
+                storage=store,
+                name=str(job.audio_file.name),
+                seconds=storage.PLAYBACK_LINK_SECONDS,
+                content_type=AUDIO_CONTENT_TYPES.get(audio_format or "", UNKNOWN_CONTENT_TYPE),
+                filename=f"lipsync-{job.pk}-audio.{audio_format or UNKNOWN_AUDIO_EXTENSION}",
+                as_attachment=True,
+            )
+        )
+    file = _open_stored(job.audio_file, gone=gone)
     audio_format = audio_format_of(file=file)
     response = FileResponse(
         file,
@@ -404,13 +465,26 @@ def job_audio(request: StudioRequest, pk: int) -> FileResponse:
 
 
 @require_GET
-def job_poster(request: StudioRequest, pk: int) -> FileResponse:
+def job_poster(request: StudioRequest, pk: int) -> HttpResponseBase:
     """A frame of the job's source video (JPEG, made by the studio when it checked the video)."""
     job = get_object_or_404(Job.objects.visible_to(request.user), pk=pk)
     missing = _("This job has no picture of its video.")
     if not job.poster:
         raise Http404(missing)
-    response = FileResponse(_open_stored(job.poster, gone=missing), content_type="image/jpeg")
+    response: HttpResponseBase
+    if (store := storage.bucket()) is not None:
+        # Streamed through the studio, not redirected: pictures may only come from the
+        # studio itself (its Content-Security-Policy), and a poster is small.
+        try:
+            chunks, size = storage.object_chunks(storage=store, name=str(job.poster.name))
+        except FileNotFoundError:
+            raise Http404(missing) from None
+        except storage.STORAGE_ERRORS:
+            return _storage_unavailable()
+        response = StreamingHttpResponse(chunks, content_type="image/jpeg")
+        response["Content-Length"] = str(size)
+    else:
+        response = FileResponse(_open_stored(job.poster, gone=missing), content_type="image/jpeg")
     response["X-Content-Type-Options"] = "nosniff"
     # A poster never changes once stored; history pages show dozens of them.
     response["Cache-Control"] = "private, max-age=86400"

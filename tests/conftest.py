@@ -237,3 +237,34 @@ def _plain_static_storage(settings):
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
+
+
+# --- Added for media in object storage (tests/s3.py) --------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """moto's S3 server over HTTP on a free port, for the whole session; its endpoint URL."""
+    from s3 import moto_server
+
+    with moto_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def bucket(s3_server, settings):
+    """A fresh, empty bucket on ``s3_server``, and the studio's default storage in it, set up
+    as ``AWS_STORAGE_BUCKET_NAME`` and friends set it up (MEDIA_ROOT stays the autouse
+    ``media_root``, which nothing should then write to)."""
+    from s3 import bucket_settings, new_bucket
+
+    made = new_bucket(s3_server)
+    for name, value in bucket_settings(made).items():
+        setattr(settings, name, value)
+    # Last: changing STORAGES makes Django drop the storage it made, so the next file
+    # operation builds an S3Storage from the settings above.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "storages.backends.s3.S3Storage"},
+    }
+    return made

@@ -56,6 +56,7 @@ from tasks_app.plain_words import error_message, failure_message
 from tasks_app.results import store_result
 from tasks_app.services.status import job_status_change, job_tell
 from tasks_app.source_links import SourceLinkUnavailable, source_link, source_link_is_for
+from tasks_app.storage import STORAGE_ERRORS, storage_problem
 from tasks_app.wording import Message, at, say
 
 logger = logging.getLogger(__name__)
@@ -287,6 +288,9 @@ def _send(job: Job) -> None:
     except SourceLinkUnavailable:
         _fail_unsendable(job)
         return
+    except STORAGE_ERRORS as err:
+        _wait_for_storage(job, err)
+        return
     try:
         task = kling_client().create_task(request)
     except KlingError as err:
@@ -308,6 +312,39 @@ def _fail_unsendable(job: Job) -> None:
                 )
             ),
         )
+        job.save()
+
+
+def _wait_for_storage(job: Job, err: Exception) -> None:
+    """An uploaded file of the job could not be read (missing, or the storage did not answer):
+    nothing was sent, so say so on the job and try again later, up to the send attempts."""
+    logger.warning("Job %s: its stored file could not be read: %r", job.pk, err)
+    now = timezone.now()
+    with transaction.atomic():
+        job = Job.objects.select_for_update().get(pk=job.pk)
+        job.send_started_at = None
+        job.error_detail = f"{type(err).__name__}: {err}"[:2000]
+        reason = storage_problem(err)
+        if job.send_attempts < settings.KLING_MAX_SEND_ATTEMPTS:
+            retry_at = now + _backoff(job.send_attempts)
+            job_tell(
+                job=job,
+                message=say(
+                    gettext_noop("{reason} The studio will try again at {time}."),
+                    reason=reason,
+                    time=at(retry_at),
+                ),
+            )
+            job_schedule(job=job, at=retry_at)
+        else:
+            _fail(
+                job,
+                say(
+                    gettext_noop("Gave up after {n} tries. {reason} Nothing was sent to Kling."),
+                    n=job.send_attempts,
+                    reason=reason,
+                ),
+            )
         job.save()
 
 

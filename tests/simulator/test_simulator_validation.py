@@ -127,7 +127,7 @@ class TestJwtAuthentication:
     def test_it_rejects_an_unsigned_token_with_1002(
         self, sim: KlingSimulator, clock: ManualClock
     ) -> None:
-        token = jwt.encode({"iss": ACCESS_KEY, "exp": int(clock()) + 60}, None, algorithm="none")
+        token = jwt.encode({"iss": ACCESS_KEY, "exp": int(clock()) + 60}, "", algorithm="none")
         with client_for(sim, token) as client:
             assert_error(client.get(API), 401, 1002)
 

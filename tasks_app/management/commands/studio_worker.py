@@ -136,3 +136,5 @@ class Command(BaseCommand):
         stop.set()  # every worker thread ended: the heartbeat says this worker stopped
         for thread in [*worker_threads, heartbeat]:
             thread.join()
+        # Every task taken has ended (SIGTERM or Ctrl-C): nothing is left claimed.
+        self.stdout.write(f"Worker {name} stopped")
