@@ -35,7 +35,7 @@ def _team_page(
     context = {
         "team": team,
         "is_admin": is_admin,
-        "memberships": rows.order_by("-role", "user__username"),
+        "memberships": rows.order_by("role", "user__username"),  # admins first
         "add_form": add_form or MemberAddForm(),
         "budget_form": budget_form or BudgetForm(initial={"budget": team.monthly_credit_budget}),
         "budget": budgets.team_budget_state(team=team),

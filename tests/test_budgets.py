@@ -286,6 +286,17 @@ class TestSettingTheBudget:
         charged(user, "30")
         html = alice.get("/team/").content.decode()
         assert "Used this month: 30 of 100 credits." in html
+        assert "still running" not in html
+
+        running(user)
+        html = alice.get("/team/").content.decode()
+        assert "Used this month: 60 of 100 credits." in html
+        assert "This counts 1 job still running at about 30 credits." in html
+
+    def test_without_a_budget_the_page_says_so(self, alice, team, user):
+        charged(user, "12.5")
+        html = alice.get("/team/").content.decode()
+        assert "No budget is set. Used this month: 12.50 credits." in html
 
     def test_staff_set_it_in_the_admin(self, team):
         staff = make_member("sam", is_staff=True, is_superuser=True)

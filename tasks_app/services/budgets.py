@@ -7,7 +7,7 @@ the studio's time zone, and a job counts in the month it was submitted.
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from urllib.parse import urlencode
@@ -121,18 +121,17 @@ def team_check_budget(*, team: Team, jobs: int, locked: bool = False) -> None:
     team has no budget).
     """
     rows = Team.objects.select_for_update() if locked else Team.objects.all()
-    budget = rows.filter(pk=team.pk).values_list("monthly_credit_budget", flat=True)
-    team.monthly_credit_budget = budget.first()
-    if team.monthly_credit_budget is None:
+    budget = rows.filter(pk=team.pk).values_list("monthly_credit_budget", flat=True).first()
+    if budget is None:
         return
-    state = team_budget_state(team=team)
+    state = replace(team_budget_state(team=team), budget=budget)
     if state.has_room_for(jobs=jobs):
         return
     admins = ", ".join(team_admin_names(team=team)) or _("a studio admin")
     message = _(
         "This team's monthly budget is {budget} credits, and {used} are already used this "
         "month (charged, or estimated for jobs still running)."
-    ).format(budget=_credits(team.monthly_credit_budget), used=_credits(state.used))
+    ).format(budget=_credits(budget), used=_credits(state.used))
     if jobs > 1 and state.per_job:
         message += " " + _("These {n} jobs would need about {more} more.").format(
             n=jobs, more=_credits(jobs * state.per_job)
@@ -151,9 +150,9 @@ def team_set_budget(*, team: Team, budget: Decimal | None) -> None:
 
 
 def _credits(amount: Decimal) -> str:
-    """A number of credits as people write it: no trailing ".00"."""
+    """A number of credits as the pages show them (``floatformat:"-2"``): "80", "12.50"."""
     normal = amount.quantize(Decimal("0.01"))
-    return f"{normal:f}".rstrip("0").rstrip(".") if "." in f"{normal:f}" else f"{normal:f}"
+    return f"{normal:.0f}" if normal == normal.to_integral_value() else f"{normal:.2f}"
 
 
 # --- The usage page ------------------------------------------------------------------------
