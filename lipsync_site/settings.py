@@ -10,6 +10,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
+from lipsync_site import email_url
 from lipsync_site.env import envbool, envcache, envfloat, envint, envlist, envstr, envurl
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -159,11 +160,29 @@ if not DEBUG:
     if envbool("BEHIND_TLS_PROXY", False):
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
-_CONSOLE_EMAIL = "django.core.mail.backends.console.EmailBackend"
-EMAIL_BACKEND = envstr("EMAIL_BACKEND", _CONSOLE_EMAIL)
+# E-mail from one URL (lipsync_site/email_url.py), e.g. smtp+tls://user:pass@host:587; without
+# it, the older EMAIL_BACKEND alone (the console by default: e-mails are written to the log).
+_EMAIL_URL = envstr("EMAIL_URL")
+if _EMAIL_URL and envstr("EMAIL_BACKEND"):
+    raise ImproperlyConfigured("Set EMAIL_URL or EMAIL_BACKEND, not both.")
+_email = email_url.parse_email_url(_EMAIL_URL) if _EMAIL_URL else {}
+EMAIL_BACKEND: str = _email.get("EMAIL_BACKEND") or envstr("EMAIL_BACKEND", email_url.CONSOLE)
+EMAIL_HOST: str = _email.get("EMAIL_HOST", "localhost")
+EMAIL_PORT: int = _email.get("EMAIL_PORT", 25)
+EMAIL_HOST_USER: str = _email.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD: str = _email.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS: bool = _email.get("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL: bool = _email.get("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT: int | None = _email.get("EMAIL_TIMEOUT")
+DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "webmaster@localhost")
+if "@" not in DEFAULT_FROM_EMAIL:
+    raise ImproperlyConfigured(
+        f"DEFAULT_FROM_EMAIL must be an e-mail address, not {DEFAULT_FROM_EMAIL!r}"
+    )
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # Password reset is offered only when e-mail really leaves the server (see lipsync_site/urls.py),
 # at most PASSWORD_RESETS_PER_HOUR times an hour per address asked for and per client.
-PASSWORD_RESET_ENABLED = EMAIL_BACKEND != _CONSOLE_EMAIL
+PASSWORD_RESET_ENABLED = EMAIL_BACKEND not in email_url.NOT_SENDING
 PASSWORD_RESETS_PER_HOUR = envint("PASSWORD_RESETS_PER_HOUR", 3, minimum=1)
 
 LOGGING = {

@@ -3,10 +3,11 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from lipsync_site.env import envbool
-from tasks_app import health, source_links, views
+from tasks_app import health, source_links, team_views, views
 from tasks_app.auth_views import (
     StudioLoginView,
     ThrottledPasswordResetView,
+    language_set,
     password_reset_only_with_email,
 )
 
@@ -52,6 +53,22 @@ urlpatterns = [
     ),
     path("account/", views.account, name="account"),
     path("teams/switch/", views.team_switch, name="team_switch"),
+    path("team/", team_views.team_detail, name="team"),
+    path("team/usage/", team_views.team_usage, name="team_usage"),
+    path("team/budget/", team_views.team_budget, name="team_budget"),
+    path("team/members/add/", team_views.team_member_add, name="team_member_add"),
+    path(
+        "team/members/<int:membership_id>/role/",
+        team_views.team_member_role,
+        name="team_member_role",
+    ),
+    path(
+        "team/members/<int:membership_id>/remove/",
+        team_views.team_member_remove,
+        name="team_member_remove",
+    ),
+    # Django's switch, also storing a logged-in person's choice for their e-mails.
+    path("i18n/setlang/", language_set, name="set_language"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
 ]

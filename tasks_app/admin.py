@@ -746,7 +746,7 @@ class TeamAdmin(admin.ModelAdmin):
     list_display = ("name", "is_personal", "member_count", "created_at")
     list_filter = ("is_personal",)
     search_fields = ("name", "memberships__user__username")
-    fields = ("name", "is_personal", "created_at", "monthly_usage")
+    fields = ("name", "is_personal", "monthly_credit_budget", "created_at", "monthly_usage")
     readonly_fields = ("created_at", "monthly_usage")
     inlines = (TeamMembershipInline,)
 

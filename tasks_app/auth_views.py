@@ -12,17 +12,42 @@ from axes.handlers.database import AxesDatabaseHandler
 from axes.helpers import get_client_ip_address
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
-from django.contrib.auth.forms import PasswordResetForm
+from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
 from django.contrib.auth.views import LoginView, PasswordResetView
 from django.core.cache import cache
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import render
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+from django.views.i18n import set_language
+
+from tasks_app.services import profiles
 
 
 class StudioLoginView(LoginView):
     redirect_authenticated_user = True
+
+    def form_valid(self, form: AuthenticationForm) -> HttpResponse:
+        """Log in, and keep the browser's language (or the one picked on the log-in page) for
+        the person's e-mails if they have none yet."""
+        response = super().form_valid(form)
+        profiles.profile_remember_language(
+            user_id=form.get_user().pk,
+            language=translation.get_language_from_request(self.request),
+        )
+        return response
+
+
+@require_POST
+def language_set(request: HttpRequest) -> HttpResponseBase:
+    """Django's language switch; for a logged-in person the choice is also stored, so their
+    e-mails are written in it."""
+    response = set_language(request)
+    language = request.POST.get("language", "")
+    if request.user.is_authenticated and language:
+        profiles.profile_set_language(user_id=request.user.pk, language=language)
+    return response
 
 
 class ThrottledPasswordResetView(PasswordResetView):
@@ -30,6 +55,11 @@ class ThrottledPasswordResetView(PasswordResetView):
     address and for one client, so it cannot be used to flood an inbox or probe addresses."""
 
     def form_valid(self, form: PasswordResetForm) -> HttpResponse:
+        if settings.SITE_URL:
+            # The link in the e-mail leads to the studio's public address, whatever host
+            # name this request came in on.
+            scheme, _sep, domain = settings.SITE_URL.partition("://")
+            self.extra_email_context = {"protocol": scheme, "domain": domain, "site_name": domain}
         email = unicodedata.normalize("NFKC", form.cleaned_data["email"]).casefold()
         client = get_client_ip_address(self.request) or "?"
         over = [_count_reset(f"reset-email:{email}"), _count_reset(f"reset-client:{client}")]

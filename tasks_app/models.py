@@ -68,6 +68,15 @@ class Team(models.Model):
         help_text=_("Made automatically for a person who had no team yet."),
     )
     created_at = models.DateTimeField(default=timezone.now)
+    # Credits the team may spend in a calendar month; None: no limit (see services.budgets).
+    monthly_credit_budget = models.DecimalField(
+        _("monthly credit budget"),
+        max_digits=10,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text=_("New jobs are refused once the month's credits reach it. Empty: no limit."),
+    )
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="teams"
     )
@@ -116,6 +125,11 @@ class Profile(models.Model):
     email_when_done = models.BooleanField(_("e-mail me when a job finishes"), default=False)
     # Jobs that finished after this are "new" to the person: a notice and a count in the tab.
     last_seen_at = models.DateTimeField(null=True, blank=True)
+    # The language their e-mails are written in: the last one they chose with the switch, or
+    # their browser's when they first logged in. Empty: the studio's default.
+    language = models.CharField(
+        _("language"), max_length=16, choices=settings.LANGUAGES, blank=True
+    )
 
     objects = ProfileManager()
 

@@ -6,10 +6,11 @@ from datetime import datetime
 
 from django.conf import settings
 from django.core.mail import send_mail
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django_tasks import task
 
+from tasks_app import wording
 from tasks_app.models import Job, JobStatus, Profile
 
 MAX_NOTICES = 5
@@ -56,17 +57,26 @@ def job_email_finished(*, job_id: int) -> bool:
     if job is None or job.status not in (JobStatus.SUCCEEDED, JobStatus.FAILED):
         return False
     person = job.submitted_by
-    wants = Profile.objects.filter(user=person, email_when_done=True).exists()
-    if not wants or not person.email:
+    profile = Profile.objects.filter(user=person, email_when_done=True).first()
+    if profile is None or not person.email:
         return False
-    link = (settings.SITE_URL or "") + job.get_absolute_url()
-    if job.status == JobStatus.SUCCEEDED:
-        subject = _("Your lip-sync “{summary}” is ready").format(summary=job.summary[:40])
-        body = _("Your lip-synced video is ready: {link}").format(link=link)
-    else:
-        subject = _("Your lip-sync “{summary}” failed").format(summary=job.summary[:40])
-        body = _("{reason}\n\nSee the job and try again: {link}").format(
-            reason=job.status_detail, link=link
-        )
+    link = absolute_url(job.get_absolute_url())
+    # In the person's own language (tasks_app.services.profiles), whatever the worker speaks.
+    with translation.override(profile.language or settings.LANGUAGE_CODE):
+        if job.status == JobStatus.SUCCEEDED:
+            subject = _("Your lip-sync “{summary}” is ready").format(summary=job.summary[:40])
+            body = _("Your lip-synced video is ready: {link}").format(link=link)
+        else:
+            subject = _("Your lip-sync “{summary}” failed").format(summary=job.summary[:40])
+            reason = wording.render(job.status_message)
+            body = _("{reason}\n\nSee the job and try again: {link}").format(
+                reason=reason or job.status_detail, link=link
+            )
     send_mail(subject, body, None, [person.email])
     return True
+
+
+def absolute_url(path: str) -> str:
+    """A studio page's full address, for e-mails: under ``SITE_URL``, or without it the
+    address ``make run`` serves on (set ``SITE_URL`` wherever e-mail is sent)."""
+    return (settings.SITE_URL or settings.DEMO_STUDIO_URL) + path

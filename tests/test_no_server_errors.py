@@ -313,6 +313,7 @@ def world(settings: Settings, user: User) -> World:
         valid={
             "pk": str(job.pk),
             "job_id": str(job.pk),
+            "membership_id": str(user.memberships.get().pk),  # the team page's rows
             "token": job.callback_token,
             "uidb64": "MQ",
             "id": str(user.pk),

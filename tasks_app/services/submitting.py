@@ -21,6 +21,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
 from tasks_app.models import Batch, Job, JobMode, JobStatus, Team
+from tasks_app.services.budgets import BudgetReached, team_check_budget
 from tasks_app.services.lifecycle import BATCH_ROW_FALLBACK, job_schedule, job_wake_next_row
 from tasks_app.services.status import job_status_change, job_tell
 from tasks_app.wording import say
@@ -112,13 +113,14 @@ def job_create(
 
     The same ``submission_key`` from the same person returns the job it made the first time,
     so a double click or a resubmitted form never pays Kling twice. A new job must fit the
-    per-minute limit (``SubmissionRefused`` otherwise). A retry of a batch row stays in its
-    batch, as the row's next attempt.
+    per-minute limit and the team's monthly budget (``SubmissionRefused`` otherwise). A retry
+    of a batch row stays in its batch, as the row's next attempt.
     """
     existing = Job.objects.filter(submitted_by=submitted_by, submission_key=submission_key).first()
     if existing is not None:
         return existing, False
     _check_submission_rate(submitted_by=submitted_by)
+    _check_budget(team=team, jobs=1)
     job = _job_build(
         team=team,
         submitted_by=submitted_by,
@@ -131,6 +133,7 @@ def job_create(
         job.batch_id, job.batch_row = retry_of.batch_id, retry_of.batch_row
     try:
         with transaction.atomic():
+            _check_budget(team=team, jobs=1, locked=True)
             _job_store(job=job, first_run=timezone.now())
     except IntegrityError:
         # The same submission raced in from a second request; the first one won.
@@ -166,6 +169,7 @@ def batch_create(
             )
         )
     _check_submission_rate(submitted_by=created_by)
+    _check_budget(team=team, jobs=len(rows))
     stored = _StoredFiles()
     jobs = [
         _job_build(
@@ -180,6 +184,7 @@ def batch_create(
     now = timezone.now()
     try:
         with transaction.atomic():
+            _check_budget(team=team, jobs=len(rows), locked=True)
             batch = Batch.objects.create(
                 team=team, created_by=created_by, submission_key=submission_key, created_at=now
             )
@@ -282,6 +287,20 @@ def _job_store(*, job: Job, first_run: datetime) -> None:
     # stored job always has its first run scheduled.
     job_schedule(job=job, at=first_run)
     job.save()
+
+
+def _check_budget(*, team: Team, jobs: int, locked: bool = False) -> None:
+    """Refuse ``jobs`` new jobs the team's monthly credit budget has no room for
+    (``budgets.team_check_budget``: every row of a batch counts).
+
+    Checked before the jobs' files are stored, and again with the team's row ``locked``, in
+    the transaction that stores them, so two submissions at once cannot both pass a budget
+    with room for one.
+    """
+    try:
+        team_check_budget(team=team, jobs=jobs, locked=locked)
+    except BudgetReached as reached:
+        raise SubmissionRefused(str(reached)) from None
 
 
 def _check_submission_rate(*, submitted_by: User) -> None:

@@ -24,7 +24,7 @@ from browser.flows import (
     wait_for_status,
 )
 from django.utils import timezone
-from factories import make_job
+from factories import make_job, make_member
 from playwright.sync_api import Page, expect
 
 from tasks_app.models import JobStatus, Membership, Profile, Team, TeamRole
@@ -306,6 +306,41 @@ class TestTheAccountPages:
         page.locator('main form button[type="submit"]').click()
         expect(page).to_have_url(re.compile(r"/password_change/done/$"))
         assert_accessible(page, "the password changed page")
+
+
+class TestTheTeamPages:
+    def test_the_team_page_passes_axe_for_an_admin_with_errors_and_for_a_member(
+        self, page: Page, studio
+    ):
+        Membership.objects.filter(user=alice()).update(role=TeamRole.ADMIN)
+        make_member("carol", Team.objects.get(name="Studio A"))
+        studio.log_in(page, then="/team/")
+        expect(page.locator("table.members tbody tr")).to_have_count(2)
+        assert_accessible(page, "the team page of an admin")
+
+        page.locator("#id_who").fill("nobody")
+        page.locator('form[action$="/team/members/add/"] button[type="submit"]').click()
+        expect(page.locator("#who-error")).to_be_visible()
+        assert_accessible(page, "the team page after an unknown name")
+
+        page.locator("#id_budget").fill("-1")
+        page.locator('form[action$="/team/budget/"] button[type="submit"]').click()
+        expect(page.locator(".errorlist").first).to_be_visible()
+        assert_accessible(page, "the team page after a bad budget")
+
+        Membership.objects.filter(user=alice()).update(role=TeamRole.MEMBER)
+        page.goto("/team/")
+        expect(page.locator('[data-testid="read-only"]')).to_be_visible()
+        assert_accessible(page, "the team page of a member")
+
+    def test_the_usage_page_passes_axe_empty_and_with_credits(self, page: Page, studio):
+        studio.log_in(page, then="/team/usage/")
+        assert_accessible(page, "the empty usage page")
+
+        fill_the_history()
+        page.goto("/team/usage/")
+        expect(page.locator('[data-testid="person"]')).to_have_count(1)
+        assert_accessible(page, "the usage page with credits")
 
 
 class TestTheNotFoundPage:
