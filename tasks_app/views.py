@@ -37,6 +37,7 @@ from tasks_app.forms import (
     AccountForm,
     AudioSourceChoice,
     JobForm,
+    ShareForm,
     VideoSourceChoice,
 )
 from tasks_app.kling.voices import VOICES
@@ -56,6 +57,8 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
 JOBS_PER_PAGE = 50
+# The session key under which a share link just made waits for the job page to show it once.
+FRESH_SHARE_KEY = "fresh_share"
 # What a history row shows, read alone: a page of 50 full jobs spends more time turning
 # columns it never shows (dates, JSON, Kling's data) into Python than rendering itself. A
 # field missing here still shows right (Django reads it on use); the history's query-count
@@ -217,6 +220,9 @@ def _job_create(request: StudioRequest) -> HttpResponse:
                 initial |= _initial_from_job(source_job, person_id=request.user.pk)
         if request.GET.get("video_id"):
             initial |= {"video_source": VideoSourceChoice.ID, "video_id": request.GET["video_id"]}
+            # A reseller's parent task ID, when the video came from an earlier job's result.
+            if request.GET.get("task_id"):
+                initial["task_id"] = request.GET["task_id"]
         if video_url := request.GET.get("video_url"):  # a sample video, without JavaScript
             initial |= {"video_source": VideoSourceChoice.URL, "video_url": video_url}
         form = JobForm(initial=initial)
@@ -256,14 +262,7 @@ def job_detail(request: StudioRequest, pk: int) -> HttpResponse:
     # The status partial, polled every few seconds by everyone watching, needs the job
     # alone (no submitter or team): one query besides the session's two.
     job = get_object_or_404(jobs if request.htmx else jobs.with_people(), pk=pk)
-    context: dict[str, object] = {
-        "job": job,
-        "typical_seconds": lifecycle.job_typical_seconds(),
-        # Asked only when the page offers an action (a callable is resolved lazily).
-        "can_manage": lambda: teams.job_can_manage(
-            user=request.user, profile=request.profile, job=job
-        ),
-    }
+    context = job_page_context(request, job=job)
     if request.htmx:
         response = render(request, "tasks/job_detail.html#status", context)
         if job.is_terminal:
@@ -271,6 +270,33 @@ def job_detail(request: StudioRequest, pk: int) -> HttpResponse:
         return response
     context["events"] = job.events.all()
     return render(request, "tasks/job_detail.html", context)
+
+
+def job_page_context(
+    request: StudioRequest, *, job: Job, share_form: ShareForm | None = None
+) -> dict[str, object]:
+    """What the job page (and its status partial) shows besides the timeline."""
+    return {
+        "job": job,
+        "typical_seconds": lifecycle.job_typical_seconds(),
+        # Asked only when the page offers an action (a callable is resolved lazily).
+        "can_manage": lambda: teams.job_can_manage(
+            user=request.user, profile=request.profile, job=job
+        ),
+        # Read only on a finished job's page, which offers sharing.
+        "share_links": lambda: list(job.share_links.select_related("created_by")),
+        "share_form": share_form or ShareForm(),
+        "fresh_share": fresh_share_of(request, job=job),
+    }
+
+
+def fresh_share_of(request: StudioRequest, *, job: Job) -> str:
+    """The link just made for ``job`` (shown once: only its fingerprint is stored)."""
+    fresh = request.session.get(FRESH_SHARE_KEY)
+    if not isinstance(fresh, dict) or fresh.get("job") != job.pk:
+        return ""
+    del request.session[FRESH_SHARE_KEY]
+    return str(fresh.get("url", ""))
 
 
 @require_POST
@@ -354,7 +380,7 @@ def job_video(request: StudioRequest, pk: int) -> HttpResponseBase:
         filename = f"lipsync-{job.pk}.mp4"
         response = ranged_file_response(
             request,
-            job.stored_video.open("rb"),
+            _open_stored(job.stored_video, gone=_("This video is no longer available.")),
             size=job.stored_size or job.stored_video.size,
             content_type="video/mp4",
             filename=filename,
