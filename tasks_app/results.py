@@ -7,9 +7,13 @@ import logging
 import re
 import tempfile
 from collections.abc import Iterator
+from contextlib import ExitStack
 from datetime import timedelta
+from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import urlsplit
 
+import av
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
@@ -134,8 +138,74 @@ def _download(job: Job) -> tuple[str, int, str]:
         if size == 0:
             raise ResultDownloadError(say(gettext_noop("The result video was empty.")))
         spool.seek(0)
-        name = default_storage.save(f"results/{job.team_id}/job-{job.pk}.mp4", File(spool))
-    return name, size, digest.hexdigest()
+        with tempfile.TemporaryDirectory(prefix="studio-result-") as folder:
+            labelled = Path(folder) / "labelled.mp4"
+            with ExitStack() as files:
+                if label_as_ai_generated(source=spool, target=labelled, job_id=job.pk):
+                    stored: BinaryIO = files.enter_context(labelled.open("rb"))
+                    size, hexdigest = _size_and_digest(stored)
+                else:
+                    stored, hexdigest = spool, digest.hexdigest()
+                stored.seek(0)
+                name = default_storage.save(f"results/{job.team_id}/job-{job.pk}.mp4", File(stored))
+    return name, size, hexdigest
+
+
+# What the studio's copy of every result says of itself, in the MP4's own metadata (the
+# "comment" and "description" tags, which players and `ffprobe` show).
+AI_LABEL = "AI-generated"
+
+
+def label_as_ai_generated(*, source: BinaryIO, target: Path, job_id: int) -> bool:
+    """Write ``source`` (an MP4) to the file ``target`` labelled "AI-generated" in its
+    metadata, without re-encoding: the same packets in a new container. Return whether it
+    worked.
+
+    A result that cannot be read or written so is kept as it came (the caller stores
+    ``source``) and the failure logged: the label must never cost a result.
+    """
+    try:
+        source.seek(0)
+        with (
+            av.open(source, mode="r") as original,
+            # A path, not a file object: "faststart" reopens the file to move the index first.
+            av.open(str(target), mode="w", format="mp4", options={"movflags": "faststart"}) as copy,
+        ):
+            copy.metadata.update(
+                {key: value for key, value in original.metadata.items() if key != "encoder"}
+            )
+            copy.metadata["comment"] = AI_LABEL
+            copy.metadata["description"] = AI_LABEL
+            streams = {
+                stream.index: copy.add_stream_from_template(stream)
+                for stream in original.streams
+                if stream.type in ("video", "audio")
+            }
+            if not any(stream.type == "video" for stream in original.streams):
+                raise ValueError("no video stream")
+            for packet in original.demux(*(original.streams[i] for i in streams)):
+                if packet.dts is None:  # the demuxer's end-of-stream marker
+                    continue
+                packet.stream = streams[packet.stream.index]
+                copy.mux(packet)
+    except Exception as err:  # whatever PyAV raises, the result is kept
+        logger.warning(
+            "Labelling the result of job %s as AI-generated failed; it is stored as it came: %s",
+            job_id,
+            err,
+        )
+        return False
+    return True
+
+
+def _size_and_digest(file: BinaryIO) -> tuple[int, str]:
+    file.seek(0)
+    digest = hashlib.sha256()
+    size = 0
+    while chunk := file.read(CHUNK):
+        size += len(chunk)
+        digest.update(chunk)
+    return size, digest.hexdigest()
 
 
 def _fetch_problem(err: FetchError) -> Message:
