@@ -30,7 +30,7 @@ def stored_bytes(job: Job) -> bytes:
 
 def video_facts(data: bytes) -> tuple[dict[str, str], str, int, list[bytes]]:
     """The container's metadata, and the video stream's codec, frame count and packets."""
-    with av.open(io.BytesIO(data)) as container:
+    with av.open(io.BytesIO(data), mode="r") as container:
         video = container.streams.video[0]
         packets = [bytes(packet) for packet in container.demux(video) if packet.size]
         return dict(container.metadata), video.codec_context.name, video.frames, packets

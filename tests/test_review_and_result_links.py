@@ -157,7 +157,7 @@ class TestTheAdminsStudioCopyLink:
         for label in ("Studio copy of the result", "studio copy"):
             response = staff.get(links[label])
             assert response.status_code == 200, label
-            assert b"".join(response.streaming_content) == VIDEO
+            assert response.getvalue() == VIDEO
 
     def test_it_opens_the_copy_for_a_superuser(self, admin_client, user):
         job = finished(user)
@@ -168,7 +168,7 @@ class TestTheAdminsStudioCopyLink:
 
     def test_a_copy_lost_from_storage_is_a_404_not_a_server_error(self, admin_client, user):
         job = finished(user)
-        default_storage.delete(job.stored_video.name)
+        default_storage.delete(job.stored_video.name or "")
 
         links = self.links_of(admin_client, job)
 
