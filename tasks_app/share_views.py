@@ -20,7 +20,7 @@ from tasks_app.forms import ShareForm
 from tasks_app.models import Job, ShareLink
 from tasks_app.results import ranged_file_response
 from tasks_app.services import sharing
-from tasks_app.views import FRESH_SHARE_KEY, StudioRequest, job_page_context
+from tasks_app.views import FRESH_SHARE_KEY, StudioRequest, job_page
 
 # Nothing of a shared page may stay in a cache once its link is revoked, nor reach a search
 # engine, nor leak its address to another site through the Referer header.
@@ -54,9 +54,7 @@ def job_share(request: StudioRequest, pk: int) -> HttpResponse:
             )
             request.session[FRESH_SHARE_KEY] = {"job": job.pk, "url": url}
             return redirect(f"{job.get_absolute_url()}#share")
-    context = job_page_context(request, job=job, share_form=form)
-    context["events"] = job.events.all()
-    return render(request, "tasks/job_detail.html", context, status=400)
+    return job_page(request, pk=job.pk, share_form=form, status=400)
 
 
 @require_POST

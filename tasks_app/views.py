@@ -258,36 +258,37 @@ def _job_check(request: StudioRequest) -> HttpResponse:
 
 @require_GET
 def job_detail(request: StudioRequest, pk: int) -> HttpResponse:
+    return job_page(request, pk=pk)
+
+
+def job_page(
+    request: StudioRequest, *, pk: int, share_form: ShareForm | None = None, status: int = 200
+) -> HttpResponse:
+    """The job page (or, for htmx, its status partial); ``share_form`` is a share form to
+    show with its errors (``share_views.job_share``)."""
     jobs = Job.objects.visible_to(request.user)
     # The status partial, polled every few seconds by everyone watching, needs the job
     # alone (no submitter or team): one query besides the session's two.
     job = get_object_or_404(jobs if request.htmx else jobs.with_people(), pk=pk)
-    context = job_page_context(request, job=job)
-    if request.htmx:
-        response = render(request, "tasks/job_detail.html#status", context)
-        if job.is_terminal:
-            response.status_code = HttpResponseStopPolling.status_code
-        return response
-    context["events"] = job.events.all()
-    return render(request, "tasks/job_detail.html", context)
-
-
-def job_page_context(
-    request: StudioRequest, *, job: Job, share_form: ShareForm | None = None
-) -> dict[str, object]:
-    """What the job page (and its status partial) shows besides the timeline."""
-    return {
+    context: dict[str, object] = {
+        # Sharing, offered on a finished job: its links are read only there.
+        "share_links": lambda: list(job.share_links.select_related("created_by")),
+        "share_form": share_form or ShareForm(),
+        "fresh_share": fresh_share_of(request, job=job),
         "job": job,
         "typical_seconds": lifecycle.job_typical_seconds(),
         # Asked only when the page offers an action (a callable is resolved lazily).
         "can_manage": lambda: teams.job_can_manage(
             user=request.user, profile=request.profile, job=job
         ),
-        # Read only on a finished job's page, which offers sharing.
-        "share_links": lambda: list(job.share_links.select_related("created_by")),
-        "share_form": share_form or ShareForm(),
-        "fresh_share": fresh_share_of(request, job=job),
     }
+    if request.htmx:
+        response = render(request, "tasks/job_detail.html#status", context)
+        if job.is_terminal:
+            response.status_code = HttpResponseStopPolling.status_code
+        return response
+    context["events"] = job.events.all()
+    return render(request, "tasks/job_detail.html", context, status=status)
 
 
 def fresh_share_of(request: StudioRequest, *, job: Job) -> str:
