@@ -3,7 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from lipsync_site.env import envbool
-from tasks_app import share_views, source_links, views
+from tasks_app import source_links, views
 from tasks_app.auth_views import (
     StudioLoginView,
     ThrottledPasswordResetView,
@@ -17,8 +17,7 @@ urlpatterns = [
     # Kling downloads uploaded source videos here (a signed link, no log-in).
     path("sources/<str:token>/<str:name>", source_links.source_video, name="source_video"),
     # A finished video shared with people without an account (tasks_app.share_views).
-    path("share/<str:token>/", share_views.share_page, name="share_page"),
-    path("share/<str:token>/video.mp4", share_views.share_video, name="share_video"),
+    path("share/", include("tasks_app.share_urls")),
     path("accounts/login/", StudioLoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path(

@@ -452,23 +452,6 @@ class Job(models.Model):
         return timezone.now() - sent_at > limit
 
 
-class JobEvent(models.Model):
-    """A status change, kept so the page and the admin can show the job's timeline."""
-
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events")
-    created_at = models.DateTimeField(default=timezone.now)
-    old_status = models.CharField(max_length=16, choices=JobStatus.choices, blank=True)
-    new_status = models.CharField(max_length=16, choices=JobStatus.choices)
-    note = models.CharField(max_length=500, blank=True)
-    note_message = models.JSONField(default=dict, blank=True, editable=False)
-
-    class Meta:
-        ordering = ["created_at", "pk"]
-
-    def __str__(self) -> str:
-        return f"{self.old_status or '-'} -> {self.new_status}"
-
-
 class ShareLinkQuerySet(models.QuerySet["ShareLink"]):
     def live(self) -> ShareLinkQuerySet:
         """Links that still open: not revoked, not expired, of a finished video."""
@@ -518,3 +501,20 @@ class ShareLink(models.Model):
     @property
     def is_live(self) -> bool:
         return self.revoked_at is None and self.expires_at > timezone.now()
+
+
+class JobEvent(models.Model):
+    """A status change, kept so the page and the admin can show the job's timeline."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events")
+    created_at = models.DateTimeField(default=timezone.now)
+    old_status = models.CharField(max_length=16, choices=JobStatus.choices, blank=True)
+    new_status = models.CharField(max_length=16, choices=JobStatus.choices)
+    note = models.CharField(max_length=500, blank=True)
+    note_message = models.JSONField(default=dict, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.old_status or '-'} -> {self.new_status}"

@@ -7,10 +7,9 @@ import logging
 import re
 import tempfile
 from collections.abc import Iterator
-from contextlib import ExitStack
 from datetime import timedelta
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import urlsplit
 
 import av
@@ -32,6 +31,9 @@ from django_tasks import task
 from tasks_app.fetch import FetchError, FetchReason, fetch, policy_from_settings
 from tasks_app.models import Job, JobStatus
 from tasks_app.wording import Message, at, render_english, say
+
+if TYPE_CHECKING:
+    from _hashlib import HASH
 
 logger = logging.getLogger(__name__)
 
@@ -137,18 +139,29 @@ def _download(job: Job) -> tuple[str, int, str]:
             raise ResultDownloadError(_fetch_problem(err), permanent=err.permanent) from None
         if size == 0:
             raise ResultDownloadError(say(gettext_noop("The result video was empty.")))
+        size, digest = _labelled(spool, job_id=job.pk, size=size, digest=digest)
         spool.seek(0)
-        with tempfile.TemporaryDirectory(prefix="studio-result-") as folder:
-            labelled = Path(folder) / "labelled.mp4"
-            with ExitStack() as files:
-                if label_as_ai_generated(source=spool, target=labelled, job_id=job.pk):
-                    stored: BinaryIO = files.enter_context(labelled.open("rb"))
-                    size, hexdigest = _size_and_digest(stored)
-                else:
-                    stored, hexdigest = spool, digest.hexdigest()
-                stored.seek(0)
-                name = default_storage.save(f"results/{job.team_id}/job-{job.pk}.mp4", File(stored))
-    return name, size, hexdigest
+        name = default_storage.save(f"results/{job.team_id}/job-{job.pk}.mp4", File(spool))
+    return name, size, digest.hexdigest()
+
+
+def _labelled(spool: BinaryIO, *, job_id: int, size: int, digest: HASH) -> tuple[int, HASH]:
+    """Replace the downloaded result in ``spool`` by its copy labelled "AI-generated"; return
+    the size and SHA-256 of what ``spool`` then holds (the download's own when labelling
+    failed, and ``spool`` is left as it came)."""
+    with tempfile.TemporaryDirectory(prefix="studio-result-") as folder:
+        labelled = Path(folder) / "labelled.mp4"
+        if not label_as_ai_generated(source=spool, target=labelled, job_id=job_id):
+            return size, digest
+        spool.seek(0)
+        spool.truncate()
+        size, digest = 0, hashlib.sha256()
+        with labelled.open("rb") as copy:
+            while chunk := copy.read(CHUNK):
+                size += len(chunk)
+                digest.update(chunk)
+                spool.write(chunk)
+    return size, digest
 
 
 # What the studio's copy of every result says of itself, in the MP4's own metadata (the
@@ -196,16 +209,6 @@ def label_as_ai_generated(*, source: BinaryIO, target: Path, job_id: int) -> boo
         )
         return False
     return True
-
-
-def _size_and_digest(file: BinaryIO) -> tuple[int, str]:
-    file.seek(0)
-    digest = hashlib.sha256()
-    size = 0
-    while chunk := file.read(CHUNK):
-        size += len(chunk)
-        digest.update(chunk)
-    return size, digest.hexdigest()
 
 
 def _fetch_problem(err: FetchError) -> Message:
