@@ -18,6 +18,8 @@ urlpatterns = [
     path("kling/callback/<int:job_id>/<str:token>/", views.kling_callback, name="kling_callback"),
     # Kling downloads uploaded source videos here (a signed link, no log-in).
     path("sources/<str:token>/<str:name>", source_links.source_video, name="source_video"),
+    # A finished video shared with people without an account (tasks_app.share_views).
+    path("share/", include("tasks_app.share_urls")),
     path("accounts/login/", StudioLoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path(

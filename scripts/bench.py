@@ -913,6 +913,7 @@ def post_text_job(client: httpx.Client, text: str) -> tuple[int, float]:
         "voice_id": "genshin_vindi2",
         "voice_language": "en",
         "voice_speed": "1.0",
+        "consent": "on",
     }
     began = time.perf_counter()
     answer = client.post("/tasks/new/", data=data)
@@ -1828,6 +1829,7 @@ def _batch_form(client: httpx.Client, lines: int) -> dict[str, str]:
         "voice_id": "genshin_vindi2",
         "voice_language": "en",
         "voice_speed": "1.0",
+        "consent": "on",
     }
 
 

@@ -48,6 +48,7 @@ from tasks_app.models import (
     JobStatus,
     Membership,
     ReviewState,
+    ShareLink,
     Team,
     WorkerHeartbeat,
 )
@@ -89,6 +90,8 @@ INPUT_FIELDS = (
     "retry_of",
     "batch",
     "batch_row",
+    "consent_by",
+    "consent_at",
 )
 TIME_FIELDS = (
     "created_at",
@@ -705,6 +708,63 @@ class BatchAdmin(FindByNumber, admin.ModelAdmin):
                 (jobs, _("Its jobs, every attempt")),
             ],
         )
+
+
+# --- Share links -----------------------------------------------------------------------------
+
+
+class ShareLinkStateFilter(admin.SimpleListFilter):
+    title = _("state")
+    parameter_name = "state"
+    LIVE, EXPIRED, REVOKED = "live", "expired", "revoked"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
+        return [
+            (self.LIVE, _("Live")),
+            (self.EXPIRED, _("Expired")),
+            (self.REVOKED, _("Revoked")),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[ShareLink]) -> QuerySet[ShareLink]:
+        now = timezone.now()
+        if self.value() == self.LIVE:
+            return queryset.filter(revoked_at__isnull=True, expires_at__gt=now)
+        if self.value() == self.EXPIRED:
+            return queryset.filter(revoked_at__isnull=True, expires_at__lte=now)
+        if self.value() == self.REVOKED:
+            return queryset.filter(revoked_at__isnull=False)
+        return queryset
+
+
+@admin.register(ShareLink)
+class ShareLinkAdmin(admin.ModelAdmin):
+    """Links to finished videos for people without an account: a record, read-only (people
+    make and revoke them on the job page). The token itself is never stored."""
+
+    list_display = ("id", "job", "created_by", "created_at", "expires_at", "revoked_at")
+    list_filter = (
+        ShareLinkStateFilter,
+        ("job__team", admin.RelatedOnlyFieldListFilter),
+        ("created_by", admin.RelatedOnlyFieldListFilter),
+    )
+    list_select_related = ("job", "created_by")
+    search_fields = ("created_by__username", "job__team__name")
+    date_hierarchy = "created_at"
+    ordering = ("-created_at", "-pk")
+    fields = readonly_fields = ("job", "created_by", "created_at", "expires_at", "revoked_at")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ShareLink]:
+        # The studio's rule, as for jobs: only links of the jobs staff may see.
+        return super().get_queryset(request) & ShareLink.objects.visible_to(request.user)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: ShareLink | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: ShareLink | None = None) -> bool:
+        return False
 
 
 # --- Teams and people ------------------------------------------------------------------------

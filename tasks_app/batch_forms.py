@@ -50,6 +50,8 @@ SHARED_FIELDS = (
     "voice_id",
     "voice_language",
     "voice_speed",
+    # Once per batch: the consent the page's box gives covers every row.
+    "consent",
 )
 # Errors on these fields are about the row's source video.
 VIDEO_FIELDS = ("video_id", "video_url", "video_file", "video_staged", "task_id")

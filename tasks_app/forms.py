@@ -28,6 +28,7 @@ from tasks_app.probe import (
     audio_warnings,
     video_refusals_by_settings,
 )
+from tasks_app.services.sharing import SHARE_DAYS_DEFAULT, SHARE_DAYS_MAX, SHARE_DAYS_MIN
 from tasks_app.services.submitting import JobInput
 from tasks_app.source_check import Staged, staged_from_token, staged_token
 from tasks_app.validators import validate_audio_link, validate_video_link
@@ -220,6 +221,17 @@ class JobForm(forms.Form):
         required=False,
         max_length=2000,
         widget=forms.URLInput(attrs={"placeholder": "https://example.com/voice.mp3"}),
+    )
+
+    consent = forms.BooleanField(
+        label=_("The person in this video agreed to it being lip-synced"),
+        required=True,
+        error_messages={
+            "required": _(
+                "Tick this box to confirm that the person in the video agreed to it being "
+                "lip-synced; the studio records who confirmed it and when."
+            )
+        },
     )
 
     def __init__(
@@ -649,6 +661,7 @@ class JobForm(forms.Form):
             confirmed_no_face=face_found is False and bool(data.get("confirm_no_face")),
             poster_jpeg=video.poster_jpeg if video else None,
             audio_duration=self.check.audio.duration if self.check.audio else None,
+            consent=bool(data.get("consent")),
         )
 
     def submission_key_value(self) -> uuid.UUID:
@@ -656,6 +669,27 @@ class JobForm(forms.Form):
         if not self.cleaned_data.get("submission_key"):
             self.cleaned_data["submission_key"] = uuid.uuid4()
         return self.cleaned_data["submission_key"]
+
+
+class ShareForm(forms.Form):
+    """How long a new share link stays valid (``services.sharing``)."""
+
+    days = forms.IntegerField(
+        label=_("Link valid for (days)"),
+        min_value=SHARE_DAYS_MIN,
+        max_value=SHARE_DAYS_MAX,
+        initial=SHARE_DAYS_DEFAULT,
+        help_text=_("From 1 to 30 days; you can revoke it at any time."),
+    )
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        bounds = _("Choose from {min} to {max} days.").format(
+            min=SHARE_DAYS_MIN, max=SHARE_DAYS_MAX
+        )
+        days = self.fields["days"]
+        for code in ("required", "invalid", "min_value", "max_value"):
+            days.error_messages[code] = bounds
 
 
 class AccountForm(forms.ModelForm):

@@ -359,6 +359,18 @@ class Job(models.Model):
     reviewed_at = models.DateTimeField(_("reviewed at"), null=True, blank=True)
     review_note = models.TextField(_("review note"), blank=True)
 
+    # The submitter's word that the person in the video agreed to it being lip-synced (the
+    # form's required "consent" box): who gave it and when.
+    consent_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("consent confirmed by"),
+    )
+    consent_at = models.DateTimeField(_("consent confirmed at"), null=True, blank=True)
+
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     processing_at = models.DateTimeField(null=True, blank=True)
@@ -470,6 +482,57 @@ class Job(models.Model):
             return False
         limit = timedelta(minutes=settings.KLING_SLOW_AFTER_MINUTES)
         return timezone.now() - sent_at > limit
+
+
+class ShareLinkQuerySet(models.QuerySet["ShareLink"]):
+    def live(self) -> ShareLinkQuerySet:
+        """Links that still open: not revoked, not expired, of a finished video."""
+        return self.filter(
+            revoked_at__isnull=True,
+            expires_at__gt=timezone.now(),
+            job__status=JobStatus.SUCCEEDED,
+        )
+
+    def visible_to(self, user: User | AnonymousUser) -> ShareLinkQuerySet:
+        """The links of the jobs the person may see (``JobQuerySet.visible_to``)."""
+        return self.filter(job__in=Job.objects.visible_to(user))
+
+
+ShareLinkManager = models.Manager.from_queryset(ShareLinkQuerySet)
+
+
+class ShareLink(models.Model):
+    """A link to a finished video for people without an account (``tasks_app.sharing``).
+
+    Only the SHA-256 of the link's random token is kept: the link is shown once, when made,
+    and cannot be rebuilt from the database.
+    """
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="share_links")
+    token_hash = models.CharField(_("token fingerprint"), max_length=64, unique=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("made by"),
+    )
+    created_at = models.DateTimeField(_("made at"), default=timezone.now)
+    expires_at = models.DateTimeField(_("expires at"))
+    revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True)
+
+    objects = ShareLinkManager()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        verbose_name = _("share link")
+        verbose_name_plural = _("share links")
+
+    def __str__(self) -> str:
+        return f"Share link #{self.pk} of job #{self.job_id}"
+
+    @property
+    def is_live(self) -> bool:
+        return self.revoked_at is None and self.expires_at > timezone.now()
 
 
 class JobEvent(models.Model):

@@ -9,8 +9,11 @@ import re
 import tempfile
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import urlsplit
 
+import av
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
@@ -30,6 +33,9 @@ from tasks_app.fetch import FetchError, FetchReason, fetch, policy_from_settings
 from tasks_app.models import Job, JobStatus
 from tasks_app.storage import STORAGE_ERRORS
 from tasks_app.wording import Message, at, render_english, say
+
+if TYPE_CHECKING:
+    from _hashlib import HASH
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +141,7 @@ def _download(job: Job) -> tuple[str, int, str]:
             raise ResultDownloadError(_fetch_problem(err), permanent=err.permanent) from None
         if size == 0:
             raise ResultDownloadError(say(gettext_noop("The result video was empty.")))
+        size, digest = _labelled(spool, job_id=job.pk, size=size, digest=digest)
         spool.seek(0)
         try:
             name = default_storage.save(f"results/{job.team_id}/job-{job.pk}.mp4", File(spool))
@@ -144,6 +151,72 @@ def _download(job: Job) -> tuple[str, int, str]:
                 say(gettext_noop("The studio could not write the copy to its file storage."))
             ) from None
     return name, size, digest.hexdigest()
+
+
+def _labelled(spool: BinaryIO, *, job_id: int, size: int, digest: HASH) -> tuple[int, HASH]:
+    """Replace the downloaded result in ``spool`` by its copy labelled "AI-generated"; return
+    the size and SHA-256 of what ``spool`` then holds (the download's own when labelling
+    failed, and ``spool`` is left as it came)."""
+    with tempfile.TemporaryDirectory(prefix="studio-result-") as folder:
+        labelled = Path(folder) / "labelled.mp4"
+        if not label_as_ai_generated(source=spool, target=labelled, job_id=job_id):
+            return size, digest
+        spool.seek(0)
+        spool.truncate()
+        size, digest = 0, hashlib.sha256()
+        with labelled.open("rb") as copy:
+            while chunk := copy.read(CHUNK):
+                size += len(chunk)
+                digest.update(chunk)
+                spool.write(chunk)
+    return size, digest
+
+
+# What the studio's copy of every result says of itself, in the MP4's own metadata (the
+# "comment" and "description" tags, which players and `ffprobe` show).
+AI_LABEL = "AI-generated"
+
+
+def label_as_ai_generated(*, source: BinaryIO, target: Path, job_id: int) -> bool:
+    """Write ``source`` (an MP4) to the file ``target`` labelled "AI-generated" in its
+    metadata, without re-encoding: the same packets in a new container. Return whether it
+    worked.
+
+    A result that cannot be read or written so is kept as it came (the caller stores
+    ``source``) and the failure logged: the label must never cost a result.
+    """
+    try:
+        source.seek(0)
+        with (
+            av.open(source, mode="r") as original,
+            # A path, not a file object: "faststart" reopens the file to move the index first.
+            av.open(str(target), mode="w", format="mp4", options={"movflags": "faststart"}) as copy,
+        ):
+            copy.metadata.update(
+                {key: value for key, value in original.metadata.items() if key != "encoder"}
+            )
+            copy.metadata["comment"] = AI_LABEL
+            copy.metadata["description"] = AI_LABEL
+            streams = {
+                stream.index: copy.add_stream_from_template(stream)
+                for stream in original.streams
+                if stream.type in ("video", "audio")
+            }
+            if not any(stream.type == "video" for stream in original.streams):
+                raise ValueError("no video stream")
+            for packet in original.demux(*(original.streams[i] for i in streams)):
+                if packet.dts is None:  # the demuxer's end-of-stream marker
+                    continue
+                packet.stream = streams[packet.stream.index]
+                copy.mux(packet)
+    except Exception as err:  # whatever PyAV raises, the result is kept
+        logger.warning(
+            "Labelling the result of job %s as AI-generated failed; it is stored as it came: %s",
+            job_id,
+            err,
+        )
+        return False
+    return True
 
 
 def _fetch_problem(err: FetchError) -> Message:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from tasks_app import batch_views, views
+from tasks_app import batch_views, share_views, views
 
 app_name = "tasks"
 
@@ -16,6 +16,8 @@ urlpatterns = [
     path("<int:pk>/video/", views.job_video, name="video"),
     path("<int:pk>/audio/", views.job_audio, name="audio"),
     path("<int:pk>/poster.jpg", views.job_poster, name="poster"),
+    path("<int:pk>/share/", share_views.job_share, name="share"),
+    path("<int:pk>/share/<int:share_pk>/revoke/", share_views.share_revoke, name="share_revoke"),
     path("batch/new/", views.batch_create, name="batch_create"),
     path("batch/template.csv", views.batch_template, name="batch_template"),
     path("batch/<int:pk>/", batch_views.batch_detail, name="batch"),

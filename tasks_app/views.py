@@ -38,6 +38,7 @@ from tasks_app.forms import (
     AccountForm,
     AudioSourceChoice,
     JobForm,
+    ShareForm,
     VideoSourceChoice,
 )
 from tasks_app.kling.media import sniff_audio_format
@@ -59,6 +60,8 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
 JOBS_PER_PAGE = 50
+# The session key under which a share link just made waits for the job page to show it once.
+FRESH_SHARE_KEY = "fresh_share"
 # What a history row shows, read alone: a page of 50 full jobs spends more time turning
 # columns it never shows (dates, JSON, Kling's data) into Python than rendering itself. A
 # field missing here still shows right (Django reads it on use); the history's query-count
@@ -220,6 +223,9 @@ def _job_create(request: StudioRequest) -> HttpResponse:
                 initial |= _initial_from_job(source_job, person_id=request.user.pk)
         if request.GET.get("video_id"):
             initial |= {"video_source": VideoSourceChoice.ID, "video_id": request.GET["video_id"]}
+            # A reseller's parent task ID, when the video came from an earlier job's result.
+            if request.GET.get("task_id"):
+                initial["task_id"] = request.GET["task_id"]
         if video_url := request.GET.get("video_url"):  # a sample video, without JavaScript
             initial |= {"video_source": VideoSourceChoice.URL, "video_url": video_url}
         form = JobForm(initial=initial)
@@ -255,11 +261,23 @@ def _job_check(request: StudioRequest) -> HttpResponse:
 
 @require_GET
 def job_detail(request: StudioRequest, pk: int) -> HttpResponse:
+    return job_page(request, pk=pk)
+
+
+def job_page(
+    request: StudioRequest, *, pk: int, share_form: ShareForm | None = None, status: int = 200
+) -> HttpResponse:
+    """The job page (or, for htmx, its status partial); ``share_form`` is a share form to
+    show with its errors (``share_views.job_share``)."""
     jobs = Job.objects.visible_to(request.user)
     # The status partial, polled every few seconds by everyone watching, needs the job
     # alone (no submitter or team): one query besides the session's two.
     job = get_object_or_404(jobs if request.htmx else jobs.with_people(), pk=pk)
     context: dict[str, object] = {
+        # Sharing, offered on a finished job: its links are read only there.
+        "share_links": lambda: list(job.share_links.select_related("created_by")),
+        "share_form": share_form or ShareForm(),
+        "fresh_share": fresh_share_of(request, job=job),
         "job": job,
         "typical_seconds": lifecycle.job_typical_seconds(),
         # Asked only when the page offers an action (a callable is resolved lazily).
@@ -278,7 +296,16 @@ def job_detail(request: StudioRequest, pk: int) -> HttpResponse:
             response.status_code = HttpResponseStopPolling.status_code
         return response
     context["events"] = job.events.all()
-    return render(request, "tasks/job_detail.html", context)
+    return render(request, "tasks/job_detail.html", context, status=status)
+
+
+def fresh_share_of(request: StudioRequest, *, job: Job) -> str:
+    """The link just made for ``job`` (shown once: only its fingerprint is stored)."""
+    fresh = request.session.get(FRESH_SHARE_KEY)
+    if not isinstance(fresh, dict) or fresh.get("job") != job.pk:
+        return ""
+    del request.session[FRESH_SHARE_KEY]
+    return str(fresh.get("url", ""))
 
 
 @require_POST
@@ -380,7 +407,7 @@ def job_video(request: StudioRequest, pk: int) -> HttpResponseBase:
         filename = f"lipsync-{job.pk}.mp4"
         response = ranged_file_response(
             request,
-            job.stored_video.open("rb"),
+            _open_stored(job.stored_video, gone=_("This video is no longer available.")),
             size=job.stored_size or job.stored_video.size,
             content_type="video/mp4",
             filename=filename,

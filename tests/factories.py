@@ -49,6 +49,7 @@ TEXT_FORM = {
     "voice_id": "genshin_vindi2",
     "voice_language": "en",
     "voice_speed": "1.0",
+    "consent": "on",
 }
 AUDIO_FORM = {
     "video_source": "video_id",
@@ -56,6 +57,7 @@ AUDIO_FORM = {
     "mode": "audio2video",
     "audio_source": "url",
     "audio_url": "https://example.com/voice.mp3",
+    "consent": "on",
 }
 
 # An ID3v2.4 tag (empty) and one MPEG-1 Layer III frame (128 kbit/s, 44.1 kHz: 417 bytes).

@@ -31,6 +31,7 @@ SHARED: dict[str, Any] = {
     "voice_id": "genshin_vindi2",
     "voice_language": "en",
     "voice_speed": "1.0",
+    "consent": "on",
 }
 SIDE: dict[str, Any] = {"width": 480, "height": 360}
 

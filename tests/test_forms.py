@@ -543,6 +543,7 @@ class TestFolderLikeVideoLinks:
                 "voice_id": "genshin_vindi2",
                 "voice_language": "en",
                 "voice_speed": "1.0",
+                "consent": "on",
             }
         )
         assert form.is_valid(), form.errors

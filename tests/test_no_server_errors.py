@@ -34,6 +34,7 @@ from media_files import video_bytes
 from pytest_django.fixtures import Settings
 
 from tasks_app.models import Job, JobStatus
+from tasks_app.services import sharing
 from tasks_app.source_links import source_link
 from tasks_app.uploads import stored_source_name
 
@@ -307,6 +308,8 @@ def world(settings: Settings, user: User) -> World:
     with override_settings(SITE_URL="https://studio.example"):
         _, _, token, name = urlsplit(source_link(job=uploaded)).path.split("/")
     Group.objects.create(name="Reviewers")
+    # A live share link of the finished job, so its public pages read the request.
+    share, share_token = sharing.share_create(job=job, created_by=user, days=7)
     return World(
         job=job,
         member_pk=user.pk,
@@ -322,8 +325,13 @@ def world(settings: Settings, user: User) -> World:
             "app_label": "tasks_app",
             "url": "no/such/page/",
             "name": "video.mp4",  # a signed source link's file name (tasks_app.source_links)
+            "share_pk": str(share.pk),
         },
-        valid_for={"/sources/{token}/{name}": {"token": token, "name": name}},
+        valid_for={
+            "/sources/{token}/{name}": {"token": token, "name": name},
+            "/share/{token}/": {"token": share_token},
+            "/share/{token}/video.mp4": {"token": share_token},
+        },
     )
 
 

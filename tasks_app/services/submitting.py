@@ -73,6 +73,9 @@ class JobInput:
     poster_jpeg: bytes | None = None
     poster_stored_name: str = ""
     audio_duration: float | None = None
+    # The submitter confirmed that the person in the video agreed to it being lip-synced
+    # (the form's "consent" box); the job records who and when.
+    consent: bool = False
 
     @classmethod
     def from_job(cls, job: Job) -> JobInput:
@@ -98,6 +101,8 @@ class JobInput:
             confirmed_no_face=job.confirmed_no_face,
             poster_stored_name=job.poster.name or "",
             audio_duration=job.audio_duration,
+            # A retry re-affirms the consent its job was given (see ``job_retry``).
+            consent=job.consent_at is not None,
         )
 
 
@@ -240,6 +245,8 @@ def _job_build(
         confirmed_no_face=job_input.confirmed_no_face,
         audio_duration=None if is_text else job_input.audio_duration,
     )
+    if job_input.consent:
+        job.consent_by, job.consent_at = submitted_by, timezone.now()
     job_tell(
         job=job, message=say(gettext_noop("Waiting for the studio's worker to send it to Kling."))
     )
@@ -328,6 +335,11 @@ def job_retry(*, job: Job, submitted_by: User) -> tuple[Job, bool]:
 
     Clicking "try again" twice on the same job gives one new job, not two; a retry obeys the
     same rules as any new submission.
+
+    Consent: when ``job`` was submitted with the consent box ticked, the new job records
+    ``submitted_by`` and the time of the retry as who confirmed it and when, since asking for
+    the same video again re-affirms it (a job made without it, before the box existed, gets
+    none). A staff retry on the submitter's behalf records the submitter, whose job it is.
     """
     key = uuid.uuid5(RETRY_NAMESPACE, f"retry-of-{job.pk}")
     already = Job.objects.filter(submitted_by=submitted_by, submission_key=key).first()

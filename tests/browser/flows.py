@@ -52,7 +52,8 @@ def choose_text(form: Locator, text: str) -> None:
 
 
 def submit(page: Page, form: Locator) -> int:
-    """Send the form; return the id of the job page it lands on."""
+    """Tick the consent box and send the form; return the id of the job page it lands on."""
+    form.locator('input[name="consent"]').check()
     form.locator('button[type="submit"]').click()
     expect(page).to_have_url(JOB_URL)
     match = JOB_URL.search(page.url)

@@ -23,11 +23,14 @@ from browser.flows import (
     submit_text_job,
     wait_for_status,
 )
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.utils import timezone
 from factories import make_job, make_member
 from playwright.sync_api import Page, expect
 
-from tasks_app.models import JobStatus, Membership, Profile, Team, TeamRole
+from tasks_app.models import Job, JobStatus, Membership, Profile, Team, TeamRole
+from tasks_app.simulator import DEFAULT_ASSETS_DIR, DEMO_RESULT_NAME
 
 AXE = Path(__file__).parent / "assets" / "axe.min.js"
 # The studio's Content-Security-Policy allows scripts from its own origin only (no inline
@@ -349,3 +352,52 @@ class TestTheNotFoundPage:
         response = page.goto("/tasks/999999/")
         assert response is not None and response.status == 404
         assert_accessible(page, "the 404 page")
+
+
+# --- Sharing a result --------------------------------------------------------------------------
+
+
+class TestTheSharedPage:
+    def test_a_shared_video_plays_without_a_log_in_and_both_pages_pass_axe(
+        self, page: Page, studio, browser
+    ):
+        job = make_job(alice(), status=JobStatus.SUCCEEDED, text="Words only the team sees")
+        asset = (DEFAULT_ASSETS_DIR / DEMO_RESULT_NAME).read_bytes()
+        stored = default_storage.save(f"results/job-{job.pk}.mp4", ContentFile(asset))
+        Job.objects.filter(pk=job.pk).update(stored_video=stored, stored_size=len(asset))
+        studio.log_in(page, then=job.get_absolute_url())
+
+        share = page.get_by_test_id("share")
+        share.locator('input[name="days"]').fill("3")
+        share.get_by_role("button", name="Share", exact=True).click()
+        link = page.get_by_test_id("share-url")
+        expect(link).to_be_visible()
+        expect(page.get_by_test_id("share-link")).to_have_count(1)
+        assert_accessible(page, "a ready job with a share link")
+        url = link.input_value()
+        assert "/share/" in url
+
+        visitor = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
+        try:
+            public = visitor.new_page()
+            response = public.goto(url)
+            assert response is not None and response.status == 200
+            assert (response.headers.get("x-robots-tag") or "").startswith("noindex")
+            expect(public.get_by_test_id("ai-label")).to_have_text("AI-generated video")
+            expect(public.get_by_role("link", name="Download the video")).to_be_visible()
+            body = public.locator("body").inner_text()
+            assert "Words only the team sees" not in body
+            assert "alice" not in body
+            video = public.get_by_test_id("shared-video")
+            video.evaluate("async (v) => { v.muted = true; await v.play(); }")
+            public.wait_for_function(
+                "(v) => v.currentTime > 0", arg=video.element_handle(), timeout=15_000
+            )
+            assert_accessible(public, "the shared video's page")
+
+            page.get_by_role("button", name=re.compile("^Revoke")).click()
+            expect(page.get_by_text("Revoked", exact=True)).to_be_visible()
+            gone = public.goto(url)
+            assert gone is not None and gone.status == 404
+        finally:
+            visitor.close()

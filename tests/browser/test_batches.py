@@ -43,6 +43,7 @@ class TestABatchOfLines:
         form.locator("#id_voice_id").select_option("genshin_vindi2")
         form.locator("#id_voice_language").select_option("en")
         form.locator("#id_voice_speed").fill("1.0")
+        form.locator('input[name="consent"]').check()
         form.locator('button[type="submit"]').click()
 
         expect(page).to_have_url(BATCH_URL)
