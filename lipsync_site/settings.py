@@ -360,5 +360,9 @@ WORKER_THREADS = envint("WORKER_THREADS", 16, minimum=1)
 # pages of jobs waiting to be sent say that the studio's worker is not running.
 WORKER_HEARTBEAT_SECONDS = envint("WORKER_HEARTBEAT_SECONDS", 15, minimum=1)
 WORKER_SILENT_AFTER_SECONDS = envint("WORKER_SILENT_AFTER_SECONDS", 60, minimum=1)
+# A job's run still not done this long after its lease ran out was lost with its worker (killed,
+# say): the sweep of another worker schedules it again. Result copies likewise, after their
+# download's deadline.
+WORKER_SWEEP_GRACE_SECONDS = envint("WORKER_SWEEP_GRACE_SECONDS", 90, minimum=1)
 # Whom people should tell when the worker is not running (a name, an address); shown as is.
 STUDIO_CONTACT = envstr("STUDIO_CONTACT", "")

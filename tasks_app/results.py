@@ -8,7 +8,7 @@ import logging
 import re
 import tempfile
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import urlsplit
@@ -101,6 +101,40 @@ def job_store_result(*, job_id: int) -> None:
     Job.objects.filter(pk=job.pk).update(
         stored_video=name, stored_size=size, stored_sha256=digest, store_error="", store_message={}
     )
+
+
+def results_sweep(*, now: datetime | None = None) -> int:
+    """Copy again the results whose copy was lost with its worker (killed in the middle);
+    return how many were started again.
+
+    A copy under way takes at most its download's deadline; a finished job still without a
+    copy, a problem or a retry planned well after that has lost its run. It is marked (so
+    the next sweep leaves it alone) and queued again; the page says so meanwhile.
+    """
+    now = now or timezone.now()
+    grace = settings.RESULT_FETCH_DEADLINE_SECONDS + settings.WORKER_SWEEP_GRACE_SECONDS
+    lost = Job.objects.filter(
+        status=JobStatus.SUCCEEDED,
+        stored_video="",
+        store_error="",
+        finished_at__lt=now - timedelta(seconds=grace),
+        store_attempts__lt=settings.RESULT_STORE_ATTEMPTS,
+    )
+    message = say(
+        gettext_noop("The studio's copy of this video was interrupted; it is copying it again.")
+    )
+    started = 0
+    for job_id in lost.values_list("pk", flat=True):
+        with transaction.atomic():
+            # Only if still lost: another worker's sweep may have taken it meanwhile.
+            taken = Job.objects.filter(pk=job_id, stored_video="", store_error="").update(
+                store_error=render_english(message)[:500], store_message=message
+            )
+            if taken:
+                logger.warning("The result copy of job %s was lost; copying it again", job_id)
+                store_result.enqueue(job_id)
+                started += 1
+    return started
 
 
 def _download(job: Job) -> tuple[str, int, str]:

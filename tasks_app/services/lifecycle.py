@@ -61,8 +61,6 @@ from tasks_app.wording import Message, at, say
 
 logger = logging.getLogger(__name__)
 
-# A sent create whose answer was lost, plus this, is when a job looks abandoned to the sweep.
-SWEEP_GRACE = timedelta(seconds=90)
 # A batch row waiting behind an earlier row is woken when that row is sent or ends; it also
 # looks again after this, should a wake-up ever be lost.
 BATCH_ROW_FALLBACK = timedelta(minutes=5)
@@ -223,12 +221,14 @@ def job_wake_next_row(*, job: Job) -> None:
 def job_sweep(*, now: datetime | None = None) -> int:
     """Re-schedule active jobs whose scheduled run never happened; return how many."""
     now = now or timezone.now()
-    lost = Job.objects.active().filter(next_check_at__lt=now - SWEEP_GRACE)
+    # A run's lease (``_lease``) plus this, and the run is taken as lost with its worker.
+    overdue = now - timedelta(seconds=settings.WORKER_SWEEP_GRACE_SECONDS)
+    lost = Job.objects.active().filter(next_check_at__lt=overdue)
     count = 0
     for job_id in lost.values_list("pk", flat=True):
         with transaction.atomic():
             job = Job.objects.select_for_update().get(pk=job_id)
-            if job.is_terminal or not job.next_check_at or job.next_check_at >= now - SWEEP_GRACE:
+            if job.is_terminal or not job.next_check_at or job.next_check_at >= overdue:
                 continue
             logger.warning("Job %s missed its scheduled run; scheduling it again", job.pk)
             job_schedule(job=job, at=now)

@@ -18,6 +18,7 @@ from django.utils.crypto import get_random_string
 from django_tasks_db.management.commands.db_worker import Command as DbWorkerCommand
 from django_tasks_db.management.commands.db_worker import Worker
 
+from tasks_app.results import results_sweep
 from tasks_app.services.lifecycle import job_sweep
 from tasks_app.services.workers import worker_beat, worker_stop
 
@@ -93,6 +94,9 @@ class Command(BaseCommand):
                     swept = job_sweep()
                     if swept:
                         logger.info("Rescheduled %d job(s) whose run was lost", swept)
+                    copies = results_sweep()
+                    if copies:
+                        logger.info("Started again %d result copy(ies) that were lost", copies)
                 except Exception:
                     logger.exception("The sweep failed; it will run again")
                 finally:
