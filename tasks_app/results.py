@@ -31,7 +31,7 @@ from django_tasks import task
 
 from tasks_app.fetch import FetchError, FetchReason, fetch, policy_from_settings
 from tasks_app.models import Job, JobStatus
-from tasks_app.storage import STORAGE_ERRORS
+from tasks_app.storage import storage_errors
 from tasks_app.wording import Message, at, render_english, say
 
 if TYPE_CHECKING:
@@ -103,7 +103,10 @@ def job_store_result(*, job_id: int) -> None:
     )
 
 
-def results_sweep(*, now: datetime | None = None) -> int:
+SWEEP_BATCH = 50
+
+
+def results_sweep(*, now: datetime | None = None, limit: int = SWEEP_BATCH) -> int:
     """Copy again the results whose copy was lost with its worker (killed in the middle);
     return how many were started again.
 
@@ -117,9 +120,13 @@ def results_sweep(*, now: datetime | None = None) -> int:
         status=JobStatus.SUCCEEDED,
         stored_video="",
         store_error="",
-        finished_at__lt=now - timedelta(seconds=grace),
         store_attempts__lt=settings.RESULT_STORE_ATTEMPTS,
-    )
+        # Only while Kling still has the video to copy from.
+        finished_at__lt=now - timedelta(seconds=grace),
+        finished_at__gte=now - timedelta(days=settings.KLING_RESULT_LIFETIME_DAYS),
+    ).exclude(result_video_url="")
+    # A few per sweep (``limit``), newest first: the sweep runs every minute.
+    lost = lost.order_by("-finished_at")[:limit]
     message = say(
         gettext_noop("The studio's copy of this video was interrupted; it is copying it again.")
     )
@@ -179,7 +186,7 @@ def _download(job: Job) -> tuple[str, int, str]:
         spool.seek(0)
         try:
             name = default_storage.save(f"results/{job.team_id}/job-{job.pk}.mp4", File(spool))
-        except STORAGE_ERRORS:
+        except storage_errors():
             logger.exception("Writing the result of job %s to the storage failed", job.pk)
             raise ResultDownloadError(
                 say(gettext_noop("The studio could not write the copy to its file storage."))

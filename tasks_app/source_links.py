@@ -54,7 +54,7 @@ def source_link(*, job: Job) -> str:
     Raises ``SourceLinkUnavailable`` without a base URL (see ``source_base_url``), and
     ValueError for a job without an uploaded video. With a bucket, the link is a presigned
     one of the object, which must be there: FileNotFoundError when it is not, or one of
-    ``storage.STORAGE_ERRORS`` when the bucket does not answer.
+    ``storage.storage_errors()`` when the bucket does not answer.
     """
     if not job.video_file:
         raise ValueError(f"job {job.pk} has no uploaded video")

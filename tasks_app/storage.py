@@ -11,23 +11,35 @@ can fail to answer, which the worker must say on the job rather than wait in sil
 from __future__ import annotations
 
 import enum
+import sys
 from collections.abc import Iterator
 from posixpath import normpath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 from django.core.files.storage import Storage, storages
 from django.utils.translation import gettext_noop
-from storages.backends.s3 import S3Storage  # type: ignore[import-untyped]
-from storages.utils import clean_name  # type: ignore[import-untyped]
 
 from tasks_app.models import Job
 from tasks_app.wording import Message, say
 
-# What reading or writing a stored file may raise: the disk's errors (a missing file is a
-# FileNotFoundError from either storage) and the bucket's (no answer, refused, throttled).
-STORAGE_ERRORS: tuple[type[Exception], ...] = (OSError, BotoCoreError, ClientError)
+if TYPE_CHECKING:
+    from storages.backends.s3 import S3Storage  # type: ignore[import-untyped]
+
+# boto3 and botocore weigh some 30 MB in every process: they are loaded only by a bucket's
+# storage (django-storages imports them with its S3 backend), never on one machine's disk.
+S3_BACKEND_MODULE = "storages.backends.s3"
+
+
+def storage_errors() -> tuple[type[Exception], ...]:
+    """What reading or writing a stored file may raise: the disk's errors (a missing file is a
+    FileNotFoundError from either storage) and, once a bucket was used, the bucket's (no
+    answer, refused, throttled). For ``except storage_errors():``."""
+    botocore = sys.modules.get("botocore.exceptions")
+    if botocore is None:
+        return (OSError,)
+    return (OSError, botocore.BotoCoreError, botocore.ClientError)
+
 
 # How long a link handed to a person's browser (a result to play, an audio file to save)
 # works: long enough to watch a video to its end, short enough not to be worth sharing.
@@ -39,7 +51,7 @@ CHUNK = 256 * 1024
 def bucket() -> S3Storage | None:
     """The default storage when it is a bucket; None when files are on this machine's disk."""
     storage = storages["default"]
-    return storage if isinstance(storage, S3Storage) else None
+    return storage if type(storage).__module__ == S3_BACKEND_MODULE else None
 
 
 def presigned_link(
@@ -81,6 +93,8 @@ def object_size(*, storage: S3Storage, name: str) -> int:
 def object_head(*, storage: S3Storage, name: str, length: int) -> bytes:
     """The first ``length`` bytes of the object ``name`` (one ranged GET, however large it is);
     FileNotFoundError when the bucket has no such object."""
+    from botocore.exceptions import ClientError  # type: ignore[import-untyped]
+
     try:
         answer = _client(storage).get_object(
             Bucket=storage.bucket_name, Key=_key(storage, name), Range=f"bytes=0-{length - 1}"
@@ -104,6 +118,8 @@ def object_chunks(*, storage: S3Storage, name: str) -> tuple[Iterator[bytes], in
 
     The request is made before returning, so a missing object raises FileNotFoundError here,
     not halfway through a response."""
+    from botocore.exceptions import ClientError
+
     try:
         answer = _client(storage).get_object(Bucket=storage.bucket_name, Key=_key(storage, name))
     except ClientError as err:
@@ -137,6 +153,8 @@ def _client(storage: S3Storage) -> Any:
 
 def _key(storage: S3Storage, name: str) -> str:
     """The object key of the stored name ``name`` (under the storage's AWS_LOCATION)."""
+    from storages.utils import clean_name  # type: ignore[import-untyped]
+
     return str(storage._normalize_name(clean_name(name)))
 
 
@@ -192,5 +210,5 @@ def media_copy_to_bucket(
                     # Under the very name the job holds (``save`` would pick another).
                     target._save(name, file)
             yield name, Copied.COPIED, ""
-        except STORAGE_ERRORS as err:
+        except storage_errors() as err:
             yield name, Copied.FAILED, f"{type(err).__name__}: {err}"

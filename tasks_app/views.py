@@ -391,7 +391,7 @@ def job_video(request: StudioRequest, pk: int) -> HttpResponseBase:
             storage.object_size(storage=store, name=name)  # one HEAD: the studio's 404 if gone
         except FileNotFoundError:
             raise Http404(_("This video is no longer available.")) from None
-        except storage.STORAGE_ERRORS:
+        except storage.storage_errors():
             return _storage_unavailable()
         return _to_bucket(
             storage.presigned_link(
@@ -465,7 +465,7 @@ def job_audio(request: StudioRequest, pk: int) -> HttpResponseBase:
             )
         except FileNotFoundError:
             raise Http404(gone) from None
-        except storage.STORAGE_ERRORS:
+        except storage.storage_errors():
             return _storage_unavailable()
         audio_format = sniff_audio_format(head)
         return _to_bucket(
@@ -506,7 +506,7 @@ def job_poster(request: StudioRequest, pk: int) -> HttpResponseBase:
             chunks, size = storage.object_chunks(storage=store, name=str(job.poster.name))
         except FileNotFoundError:
             raise Http404(missing) from None
-        except storage.STORAGE_ERRORS:
+        except storage.storage_errors():
             return _storage_unavailable()
         response = StreamingHttpResponse(chunks, content_type="image/jpeg")
         response["Content-Length"] = str(size)

@@ -62,6 +62,28 @@ class TestALostResultCopy:
         retrying.refresh_from_db()
         assert retrying.store_error.startswith("Kling's file server answered 503")
 
+    def test_a_result_kling_no_longer_keeps_or_never_had_is_left_alone(self, kling, user, run_job):
+        expired = lost_copy(run_job(make_job(user)), minutes_ago=31 * 24 * 60)
+        without_link = put_job(
+            lost_copy(run_job(make_job(user)), minutes_ago=15), result_video_url=""
+        )
+
+        assert results_sweep() == 0
+        for job in (expired, without_link):
+            job.refresh_from_db()
+            assert job.store_error == ""
+
+    def test_a_sweep_takes_a_few_at_a_time_newest_first(self, kling, user, run_job):
+        older = lost_copy(run_job(make_job(user)), minutes_ago=40)
+        newer = put_job(run_job(make_job(user)), stored_video="", store_attempts=1)
+        put_job(newer, finished_at=timezone.now() - timedelta(minutes=20))
+        DBTaskResult.objects.all().delete()
+        assert results_sweep(limit=1) == 1
+        newer.refresh_from_db()
+        older.refresh_from_db()
+        assert newer.store_error and not older.store_error
+        assert results_sweep(limit=1) == 1
+
 
 class TestTheSweepGrace:
     def test_a_job_is_taken_as_lost_only_after_the_grace_setting(self, user, settings):

@@ -56,7 +56,7 @@ from tasks_app.plain_words import error_message, failure_message
 from tasks_app.results import store_result
 from tasks_app.services.status import job_status_change, job_tell
 from tasks_app.source_links import SourceLinkUnavailable, source_link, source_link_is_for
-from tasks_app.storage import STORAGE_ERRORS, storage_problem
+from tasks_app.storage import storage_errors, storage_problem
 from tasks_app.wording import Message, at, say
 
 logger = logging.getLogger(__name__)
@@ -288,7 +288,7 @@ def _send(job: Job) -> None:
     except SourceLinkUnavailable:
         _fail_unsendable(job)
         return
-    except STORAGE_ERRORS as err:
+    except storage_errors() as err:
         _wait_for_storage(job, err)
         return
     try:
