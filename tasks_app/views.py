@@ -23,6 +23,7 @@ from django.http import (
     StreamingHttpResponse,
 )
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
@@ -107,6 +108,8 @@ def job_list(request: StudioRequest) -> HttpResponse:
         "status_counts": filters.status_counts(team_jobs),
         "count_cap": COUNT_CAP,
         "managed_team_ids": teams.team_ids_managed(profile=request.profile),
+        "person_id": request.user.pk,
+        "new_job_url": reverse("tasks:create"),
         "live_ids": [job.pk for job in page.jobs if job.is_active],
         "is_filtered": any(value for key, value in request.GET.items() if key != "page"),
         "list_path": request.get_full_path(),
@@ -132,6 +135,8 @@ def job_list_live(request: StudioRequest) -> HttpResponse:
         "jobs": jobs,
         "oob": True,
         "managed_team_ids": teams.team_ids_managed(profile=request.profile),
+        "person_id": request.user.pk,
+        "new_job_url": reverse("tasks:create"),
         "live_ids": live_ids,
         "notices": notices_peek(user_id=request.user.pk),
     }

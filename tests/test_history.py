@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 from django.utils import timezone
 from factories import make_job, rows
 
@@ -422,6 +423,25 @@ class TestRowActions:
         assert f'action="/tasks/{failed.pk}/retry/"' in html
         assert f'href="/tasks/new/?from={failed.pk}"' in html
         assert f'action="/tasks/{failed.pk}/archive/"' in html
+
+    def test_every_link_and_action_of_a_row_is_the_one_its_view_is_routed_at(self, alice, user):
+        # The row builds them from the job's own URL, so a route moved in urls.py must show.
+        failed = make_job(user, status=JobStatus.FAILED, poster="posters/a.jpg")
+        waiting = make_job(user)
+        done = make_job(user, status=JobStatus.SUCCEEDED)
+
+        html = alice.get("/tasks/").content.decode()
+        live = alice.get(
+            "/tasks/live/", {"id": [failed.pk, waiting.pk]}, HTTP_HX_REQUEST="true"
+        ).content.decode()
+
+        for page in (html, live):
+            assert f'src="{reverse("tasks:poster", args=[failed.pk])}"' in page
+            assert f'href="{reverse("tasks:detail", args=[failed.pk])}"' in page
+            assert f'formaction="{reverse("tasks:retry", args=[failed.pk])}"' in page
+            assert f'href="{reverse("tasks:create")}?from={failed.pk}"' in page
+            assert f'formaction="{reverse("tasks:cancel", args=[waiting.pk])}"' in page
+        assert f'formaction="{reverse("tasks:archive", args=[done.pk])}"' in html
 
     def test_archiving_from_the_list_returns_to_the_same_filtered_list(
         self, alice, user, run_job, start_kling, sim_clock
