@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import django_tasks_db.management.commands.db_worker as db_worker
@@ -218,3 +222,21 @@ class CountingHandler(FileUploadHandler):
 
     def file_complete(self, file_size: int):
         return SimpleUploadedFile(self.file_name or "upload", b"x" * file_size)
+
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def settings_run(code: str = "import lipsync_site.settings", **variables: str):
+    """Run ``code`` (which imports the settings) in a fresh interpreter whose environment holds
+    only ``variables``: the settings as a deployment with that environment reads them."""
+    clean = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(PROJECT)}
+    return subprocess.run(  # noqa: S603 (this interpreter, a fixed script)
+        [sys.executable, "-c", code],
+        cwd=PROJECT,
+        env=clean | variables,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )

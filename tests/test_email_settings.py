@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 from django.test import Client
-from factories import PASSWORD, make_job
+from factories import PASSWORD, make_job, settings_run
 
 from lipsync_site.email_url import CONSOLE, DUMMY, LOCMEM, SMTP, parse_email_url
 from tasks_app.models import JobStatus, Profile
 from tasks_app.notices import job_email_finished
-
-PROJECT = Path(__file__).resolve().parent.parent
 
 
 class TestTheEmailUrl:
@@ -95,21 +90,13 @@ class TestTheEmailUrl:
 def settings_with(**variables: str) -> subprocess.CompletedProcess:
     """Import the settings in a fresh interpreter with only ``variables`` set; print the
     e-mail settings."""
-    clean = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(PROJECT)}
-    clean |= {"SECRET_KEY": "s3cret", "ALLOWED_HOSTS": "example.com"} | variables
     code = (
         "import lipsync_site.settings as s; "
         "print(s.EMAIL_BACKEND, s.EMAIL_HOST, s.EMAIL_PORT, s.EMAIL_HOST_USER, "
         "s.EMAIL_USE_TLS, s.DEFAULT_FROM_EMAIL, s.PASSWORD_RESET_ENABLED)"
     )
-    return subprocess.run(  # noqa: S603 (our own interpreter and code)
-        [sys.executable, "-c", code],
-        cwd=PROJECT,
-        env=clean,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    return settings_run(
+        code, **({"SECRET_KEY": "s3cret", "ALLOWED_HOSTS": "example.com"} | variables)
     )
 
 

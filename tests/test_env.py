@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
+from factories import settings_run
 
 from lipsync_site.env import envbool, envint, envlist, envstr, envurl
 
 NAME = "STUDIO_TEST_VARIABLE"
-PROJECT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -132,17 +129,7 @@ class TestEnvurl:
 
 def import_settings(**variables: str) -> subprocess.CompletedProcess:
     """Import the settings in a fresh interpreter with only ``variables`` set."""
-    clean = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(PROJECT)}
-    clean |= variables
-    return subprocess.run(
-        [sys.executable, "-c", "import lipsync_site.settings"],
-        cwd=PROJECT,
-        env=clean,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return settings_run(**variables)
 
 
 class TestImportingTheSettings:

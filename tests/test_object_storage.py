@@ -9,9 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -25,7 +23,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
-from factories import TEXT_FORM, make_job, put_job
+from factories import TEXT_FORM, make_job, put_job, settings_run
 from local_http import serving, unused_port
 from media_files import video_bytes
 
@@ -39,7 +37,6 @@ from tasks_app.uploads import stored_source_name
 
 pytestmark = pytest.mark.django_db
 
-PROJECT = Path(__file__).resolve().parent.parent
 # A small real clip: what Kling would make of its size does not matter when sending.
 MP4 = video_bytes(seconds=1, width=64, height=64, face=False)
 JPEG = b"\xff\xd8\xff\xe0" + b"poster" * 50 + b"\xff\xd9"
@@ -84,22 +81,14 @@ def bucket_down(bucket, settings):
 def import_settings(**variables: str) -> subprocess.CompletedProcess:
     """Import the settings in a fresh interpreter with only ``variables`` set; it prints the
     default storage and the AWS_* settings as JSON."""
-    clean = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(PROJECT)}
-    clean |= {"SECRET_KEY": "s3cret", "ALLOWED_HOSTS": "example.com"} | variables
     script = (
         "import json; from lipsync_site import settings as s; "
         "print(json.dumps({'backend': s.STORAGES['default']['BACKEND'], "
         "'static': s.STORAGES['staticfiles']['BACKEND'], "
         "**{k: getattr(s, k) for k in dir(s) if k.startswith('AWS_')}}))"
     )
-    return subprocess.run(  # noqa: S603 (this interpreter, a fixed script)
-        [sys.executable, "-c", script],
-        cwd=PROJECT,
-        env=clean,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    return settings_run(
+        script, **({"SECRET_KEY": "s3cret", "ALLOWED_HOSTS": "example.com"} | variables)
     )
 
 
