@@ -134,8 +134,9 @@ def studio(postgres, redis_url, tmp_path, request) -> Iterator[Studio]:
     s3_server = request.getfixturevalue("s3_server")  # only once the skips above are passed
     kling = KlingSimulator(
         SimulatorConfig(
+            # Long enough for both uploads to be seen running on node B.
             submitted_seconds=1,
-            processing_seconds=2,
+            processing_seconds=8,
             # Kling downloads an uploaded source as it would: from the bucket's link.
             fetch_sources=True,
             request_log_size=1000,
@@ -218,25 +219,31 @@ def redis_key(name: str) -> str:
     return f":1:{name}"
 
 
-def watch(person: Person, node: str, pk: int, studio: Studio) -> httpx.Response:
-    """Follow a job's status on ``node`` as its page does (htmx), until the studio says to
-    stop polling (286); every answer before that is a 200."""
-    seen: list[int] = []
+def watch(person: Person, node: str, pks: list[int], studio: Studio) -> dict[int, httpx.Response]:
+    """Follow the jobs' statuses on ``node`` as their pages do (htmx), all at once, until the
+    studio says to stop polling each (286); every answer before that is a 200."""
+    seen: dict[int, list[int]] = {pk: [] for pk in pks}
+    final: dict[int, httpx.Response] = {}
 
-    def done() -> httpx.Response | None:
-        answer = person.http.get(f"{node}/tasks/{pk}/", headers=HTMX)
-        seen.append(answer.status_code)
-        return answer if answer.status_code == 286 else None
+    def done() -> dict[int, httpx.Response] | None:
+        for pk in set(pks) - set(final):
+            answer = person.http.get(f"{node}/tasks/{pk}/", headers=HTMX)
+            seen[pk].append(answer.status_code)
+            if answer.status_code == 286:
+                final[pk] = answer
+        return final if len(final) == len(pks) else None
 
-    final = wait_for(
-        f"job {pk} to end, watched on {node}",
+    wait_for(
+        f"jobs {pks} to end, watched on {node}",
         done,
         seconds=60,
         every=0.3,
         explain=lambda: f"answers {seen}\n{job_states()}\n{studio.consoles()}",
     )
-    assert set(seen) <= {200, 286}, seen
-    assert seen.count(200) >= 1  # it was watched while it ran, not only at the end
+    for pk, answers in seen.items():
+        assert set(answers) <= {200, 286}, (pk, answers)
+        assert answers.count(200) >= 1, (pk, answers)  # watched while it ran, not only at its end
+    return final
     return final
 
 
@@ -273,8 +280,8 @@ class TestTwoNodes:
         )
 
         # Node B shows both as they run, until each is done.
-        for pk in (posted, checked):
-            assert "badge-succeeded" in watch(person, studio.web_b, pk, studio).text
+        for answer in watch(person, studio.web_b, [posted, checked], studio).values():
+            assert "badge-succeeded" in answer.text
         jobs = {job.pk: job for job in Job.objects.filter(pk__in=[posted, checked])}
         assert {job.status for job in jobs.values()} == {JobStatus.SUCCEEDED}
         assert jobs[posted].video_name == "posted clip.mp4"
