@@ -72,16 +72,21 @@ class TestTheJobPageWithoutAWorker:
         page = alice.get(overdue_job(user).get_absolute_url()).content.decode()
         assert "Please tell whoever runs the studio." in page
 
-    def test_a_running_worker_or_a_job_not_yet_due_shows_nothing(self, alice, user):
-        due_soon = put_job(make_job(user), next_check_at=timezone.now() + timedelta(minutes=1))
-        overdue = overdue_job(user)
+    def test_a_job_waiting_for_later_says_so_too_but_a_sent_or_held_one_does_not(self, alice, user):
+        later = put_job(make_job(user), next_check_at=timezone.now() + timedelta(minutes=5))
         sent = put_job(overdue_job(user), status=JobStatus.SENT, kling_task_id="task-9")
+        held = put_job(overdue_job(user), needs_person=True, next_check_at=None)
 
-        assert NO_WORKER not in alice.get(due_soon.get_absolute_url()).content.decode()
+        assert NO_WORKER in alice.get(later.get_absolute_url()).content.decode()
         assert NO_WORKER not in alice.get(sent.get_absolute_url()).content.decode()
-        assert NO_WORKER in alice.get(overdue.get_absolute_url()).content.decode()
-        beat("w1", seconds_ago=10)
-        assert NO_WORKER not in alice.get(overdue.get_absolute_url()).content.decode()
+        assert NO_WORKER not in alice.get(held.get_absolute_url()).content.decode()
+
+    def test_a_worker_heard_from_within_the_minute_silences_it(self, alice, user):
+        job = overdue_job(user)
+        beat("w1", seconds_ago=61)
+        assert NO_WORKER in alice.get(job.get_absolute_url()).content.decode()
+        beat("w2", seconds_ago=10)
+        assert NO_WORKER not in alice.get(job.get_absolute_url()).content.decode()
 
 
 class TestTheAdmin:

@@ -37,14 +37,12 @@ def worker_seen_recently(*, now: datetime | None = None) -> bool:
 
 
 def job_waits_for_a_worker(*, job: Job) -> bool:
-    """A job to be sent whose run is overdue while no worker has been seen: nobody is there
-    to send it, and the person should know (one query, and only for such a job)."""
-    now = timezone.now()
-    silent = timedelta(seconds=settings.WORKER_SILENT_AFTER_SECONDS)
-    overdue = job.next_check_at is not None and job.next_check_at < now - silent
+    """A job waiting to be sent while no worker has been seen for
+    ``WORKER_SILENT_AFTER_SECONDS``: nobody is there to send it, and the person should know
+    (one query, and only for a job still to be sent)."""
     return (
         job.status == JobStatus.PENDING
         and not job.needs_person
-        and overdue
-        and not worker_seen_recently(now=now)
+        and job.next_check_at is not None
+        and not worker_seen_recently()
     )

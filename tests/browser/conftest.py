@@ -15,11 +15,13 @@ from pathlib import Path
 
 import pytest
 from django.db import connections
+from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 from factories import PASSWORD, make_member, make_worker
 from playwright.sync_api import Browser, Page, Playwright, Response, expect, sync_playwright
 
 from tasks_app.models import Team
+from tasks_app.services.workers import worker_beat
 from tasks_app.simulator import KlingSimulator
 
 # Playwright's sync API keeps an event loop in the test's thread; Django refuses ORM calls
@@ -100,6 +102,8 @@ class BackgroundWorker:
         self.worker = make_worker("browser-test-worker", batch=False, interval=0.2)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="studio-worker", daemon=True)
+        self.stopped = threading.Event()
+        self.heartbeat = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
 
     def _run(self) -> None:
         try:
@@ -109,10 +113,32 @@ class BackgroundWorker:
         finally:
             connections.close_all()
 
+    def _beat(self) -> None:
+        # As `studio_worker` does: job pages say when no worker has reported itself lately.
+        started = timezone.now()
+        while not self.stopped.is_set():
+            worker_beat(
+                worker_id="browser-test-worker",
+                hostname="localhost",
+                pid=os.getpid(),
+                started_at=started,
+            )
+            self.stopped.wait(5)
+        connections.close_all()
+
     def start(self) -> None:
+        worker_beat(
+            worker_id="browser-test-worker",
+            hostname="localhost",
+            pid=os.getpid(),
+            started_at=timezone.now(),
+        )
+        self.heartbeat.start()
         self.thread.start()
 
     def stop(self) -> None:
+        self.stopped.set()
+        self.heartbeat.join(timeout=15)
         self.worker.running = False
         # A task in progress finishes first; its longest wait is one call to the simulator.
         self.thread.join(timeout=15)
