@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 import subprocess
@@ -157,6 +158,41 @@ def make_batch(
             **({"text": f"Line {row}"} | fields | {"batch": batch, "batch_row": row}),
         )
     return batch
+
+
+@functools.cache
+def small_mp4() -> bytes:
+    """A one-second 64 x 64 MP4 without a face, made once per test run."""
+    from media_files import video_bytes
+
+    return video_bytes(seconds=1, width=64, height=64, face=False)
+
+
+def uploaded_job(
+    person, *, data: bytes | None = None, extension: str = "mp4", name: str | None = None
+) -> Job:
+    """A pending job whose source is an upload in the storage (``name``, or ``data`` stored
+    now; by default a small MP4), as the form leaves it: not scheduled yet."""
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    from tasks_app.uploads import stored_source_name
+
+    stored = name or default_storage.save(
+        stored_source_name(Job(), f"clip.{extension}"),
+        ContentFile(small_mp4() if data is None else data),
+    )
+    return make_job(
+        person, status=JobStatus.PENDING, video_id="", video_file=stored, video_name="clip"
+    )
+
+
+def send_soon(job: Job) -> None:
+    """Have the worker send ``job`` on its next run."""
+    from tasks_app.services import lifecycle
+
+    lifecycle.job_schedule(job=job, at=timezone.now())
+    job.save(update_fields=["next_check_at"])
 
 
 def rows(response) -> list[int]:

@@ -34,6 +34,21 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def manage(env: Mapping[str, str], *args: str, **kwargs: Any) -> subprocess.CompletedProcess:
+    """Run ``manage.py <args>`` to its end with ``env``, as a node's shell would; fails the
+    test when it fails."""
+    return subprocess.run(  # noqa: S603 - our own manage.py with fixed arguments
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        **kwargs,
+    )
+
+
 def database_url(settings_dict: Mapping[str, Any]) -> str:
     """The ``DATABASE_URL`` of a PostgreSQL connection's settings (the test database's, so
     that processes outside the test see what it committed)."""

@@ -11,7 +11,6 @@ import hashlib
 import json
 import subprocess
 import uuid
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -23,40 +22,22 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
-from factories import TEXT_FORM, make_job, put_job, settings_run
+from factories import TEXT_FORM, make_job, put_job, send_soon, settings_run, uploaded_job
 from local_http import serving, unused_port
 from media_files import video_bytes
+from nodes import files_under
 
 from tasks_app.forms import file_choice_available
 from tasks_app.models import Job, JobStatus
 from tasks_app.results import job_store_result
-from tasks_app.services import lifecycle
 from tasks_app.source_links import source_link, source_link_is_for
 from tasks_app.storage import bucket as configured_bucket
-from tasks_app.uploads import stored_source_name
 
 pytestmark = pytest.mark.django_db
 
 # A small real clip: what Kling would make of its size does not matter when sending.
 MP4 = video_bytes(seconds=1, width=64, height=64, face=False)
 JPEG = b"\xff\xd8\xff\xe0" + b"poster" * 50 + b"\xff\xd9"
-
-
-def files_under(root: Path) -> list[Path]:
-    return [path for path in root.rglob("*") if path.is_file()] if root.exists() else []
-
-
-def uploaded_job(person, *, data: bytes = MP4, name: str | None = None) -> Job:
-    """A pending job whose source is an upload in the storage (not scheduled yet)."""
-    stored = name or default_storage.save(stored_source_name(Job(), "clip.mp4"), ContentFile(data))
-    return make_job(
-        person, status=JobStatus.PENDING, video_id="", video_file=stored, video_name="clip"
-    )
-
-
-def send_soon(job: Job) -> None:
-    lifecycle.job_schedule(job=job, at=timezone.now())
-    job.save(update_fields=["next_check_at"])
 
 
 def sent_inputs(kling) -> list[dict]:

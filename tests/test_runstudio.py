@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -16,14 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from nodes import free_port, manage
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def a_free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class Node:
@@ -109,18 +103,12 @@ def node_env(tmp_path: Path) -> Iterator[dict[str, str]]:
         **os.environ,
         "DATABASE_URL": f"sqlite:///{tmp_path / 'studio.sqlite3'}",
         "KLING_DEMO": "1",
-        "KLING_SIMULATOR_URL": f"http://127.0.0.1:{a_free_port()}",
+        "KLING_SIMULATOR_URL": f"http://127.0.0.1:{free_port()}",
         "MEDIA_ROOT": str(tmp_path / "media"),
         "SITE_URL": "",
         "PYTHONUNBUFFERED": "1",
     }
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        timeout=120,
-    )
+    manage(env, "migrate", "--noinput", "-v", "0")
     yield env
 
 
@@ -169,7 +157,7 @@ class TestRunstudioWorkerOnly:
 
 class TestRunstudioWebOnly:
     def test_it_serves_pages_and_starts_no_worker_nor_simulator(self, node_env):
-        port = a_free_port()
+        port = free_port()
         node = Node(node_env, "--web-only", "--port", str(port), "--web-workers", "1")
         try:
             node.wait_for(rf"Studio running on http://127.0.0.1:{port}/")

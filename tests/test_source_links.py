@@ -9,24 +9,20 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
-from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.http import FileResponse, HttpResponseBase, StreamingHttpResponse
 from django.test import Client
-from django.utils import timezone
-from factories import make_job
+from factories import make_job, send_soon, uploaded_job
 from media_files import video_bytes
 
 from lipsync_site.env import envfloat
 from tasks_app.models import Job, JobStatus
-from tasks_app.services import lifecycle
 from tasks_app.source_links import (
     SourceLinkUnavailable,
     source_base_url,
     source_link,
     source_link_is_for,
 )
-from tasks_app.uploads import stored_source_name
 
 pytestmark = pytest.mark.django_db
 
@@ -34,19 +30,6 @@ pytestmark = pytest.mark.django_db
 # Small real clips (PyAV); what Kling would make of their size does not matter here.
 MP4 = video_bytes(seconds=1, width=64, height=64, face=False)
 MOV = video_bytes(seconds=1, width=64, height=64, face=False, container="mov")
-
-
-def uploaded_job(person, *, data: bytes = MP4, extension: str = "mp4") -> Job:
-    """A pending job whose source is a stored upload, as the form leaves it (not scheduled)."""
-    stored = default_storage.save(stored_source_name(Job(), f"clip.{extension}"), ContentFile(data))
-    return make_job(
-        person, status=JobStatus.PENDING, video_id="", video_file=stored, video_name="clip"
-    )
-
-
-def send_soon(job: Job) -> None:
-    lifecycle.job_schedule(job=job, at=timezone.now())
-    job.save(update_fields=["next_check_at"])
 
 
 def body_of(response: HttpResponseBase) -> bytes:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from nodes import manage
 
 from tasks_app.simulator import KlingSimulator, SimulatorConfig
 
@@ -34,19 +35,6 @@ for i in range(6):
         ),
     )
 """
-
-
-def manage(env: dict, *args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(  # noqa: S603 - our own manage.py with fixed arguments
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-        **kwargs,
-    )
 
 
 @pytest.fixture

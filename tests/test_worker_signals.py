@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from nodes import manage
 
 from tasks_app.simulator import KlingSimulator, SimulatorConfig
 
@@ -60,18 +61,6 @@ print(json.dumps({
 class Node:
     env: dict[str, str]
     sim: KlingSimulator
-
-
-def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(  # noqa: S603 - our own manage.py with fixed arguments
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
 
 
 def state(env: dict[str, str]) -> dict:

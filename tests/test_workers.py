@@ -12,6 +12,7 @@ from pathlib import Path
 
 from django.utils import timezone
 from factories import make_job, put_job
+from nodes import manage
 
 from tasks_app.models import JobStatus, WorkerHeartbeat
 from tasks_app.services import workers
@@ -128,22 +129,11 @@ class TestTheWorkerProcessReports:
             "WORKER_HEARTBEAT_SECONDS": "1",
         }
 
-        def manage(*args: str) -> str:
-            return subprocess.run(  # noqa: S603 - our own manage.py with fixed arguments
-                [sys.executable, "manage.py", *args],
-                cwd=ROOT,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=120,
-                check=True,
-            ).stdout
-
         def heartbeats() -> list[list[str]]:
-            lines = manage("shell", "-c", STATE).splitlines()
+            lines = manage(env, "shell", "-c", STATE).stdout.splitlines()
             return [line.split()[1:] for line in lines if line.startswith("heartbeat ")]
 
-        manage("migrate", "--noinput", "-v", "0")
+        manage(env, "migrate", "--noinput", "-v", "0")
         worker = subprocess.Popen(
             [sys.executable, "manage.py", "studio_worker", "--threads", "1"],
             cwd=ROOT,
