@@ -30,6 +30,14 @@ def _batch(request: StudioRequest, pk: int) -> Batch:
     return get_object_or_404(Batch.objects.visible_to(request.user), pk=pk)
 
 
+def _managed_batch(request: StudioRequest, pk: int) -> Batch:
+    """A batch the person may cancel or archive (its maker or a team admin); 403 otherwise."""
+    batch = _batch(request, pk)
+    if not batches.batch_can_manage(user=request.user, profile=request.profile, batch=batch):
+        raise PermissionDenied
+    return batch
+
+
 @require_GET
 def batch_detail(request: StudioRequest, pk: int) -> HttpResponse:
     batch = _batch(request, pk)
@@ -73,9 +81,7 @@ def batch_retry(request: StudioRequest, pk: int) -> HttpResponseRedirect:
 
 @require_POST
 def batch_cancel(request: StudioRequest, pk: int) -> HttpResponseRedirect:
-    batch = _batch(request, pk)
-    if not batches.batch_can_manage(user=request.user, profile=request.profile, batch=batch):
-        raise PermissionDenied
+    batch = _managed_batch(request, pk)
     cancelled = batches.batch_cancel_waiting(batch=batch)
     if cancelled:
         messages.success(
@@ -94,9 +100,7 @@ def batch_cancel(request: StudioRequest, pk: int) -> HttpResponseRedirect:
 
 @require_POST
 def batch_archive(request: StudioRequest, pk: int) -> HttpResponseRedirect:
-    batch = _batch(request, pk)
-    if not batches.batch_can_manage(user=request.user, profile=request.profile, batch=batch):
-        raise PermissionDenied
+    batch = _managed_batch(request, pk)
     archive = request.POST.get("archive", "1") == "1"
     batches.batch_archive(batch=batch, archived=archive)
     if archive:

@@ -18,9 +18,8 @@ from django.views.decorators.http import require_GET, require_POST
 
 from tasks_app.forms import ShareForm
 from tasks_app.models import Job, ShareLink
-from tasks_app.results import ranged_file_response
 from tasks_app.services import sharing
-from tasks_app.views import FRESH_SHARE_KEY, StudioRequest, job_page
+from tasks_app.views import FRESH_SHARE_KEY, StudioRequest, job_page, stored_video_response
 
 # Nothing of a shared page may stay in a cache once its link is revoked, nor reach a search
 # engine, nor leak its address to another site through the Referer header.
@@ -96,19 +95,7 @@ def share_video(request: HttpRequest, token: str) -> HttpResponseBase:
     if not job.stored_video:
         # Kling's own link, until the studio has its copy (Kling keeps it 30 days).
         return _with_public_headers(redirect(job.result_video_url))
-    try:
-        file = job.stored_video.open("rb")
-    except FileNotFoundError:
-        raise Http404(_("This video is no longer available.")) from None
-    filename = "ai-generated-video.mp4"
-    response = ranged_file_response(
-        request,
-        file,
-        size=job.stored_size or job.stored_video.size,
-        content_type="video/mp4",
-        filename=filename,
-        as_attachment=as_attachment,
+    response = stored_video_response(
+        request, job, filename="ai-generated-video.mp4", as_attachment=as_attachment
     )
-    disposition = "attachment" if as_attachment else "inline"
-    response["Content-Disposition"] = f'{disposition}; filename="{filename}"'
     return _with_public_headers(response)

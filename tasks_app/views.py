@@ -409,23 +409,32 @@ def job_video(request: StudioRequest, pk: int) -> HttpResponseBase:
             )
         )
     if job.stored_video:
-        filename = f"lipsync-{job.pk}.mp4"
-        response = ranged_file_response(
-            request,
-            _open_stored(job.stored_video, gone=_("This video is no longer available.")),
-            size=job.stored_size or job.stored_video.size,
-            content_type="video/mp4",
-            filename=filename,
-            as_attachment=as_attachment,
+        return stored_video_response(
+            request, job, filename=f"lipsync-{job.pk}.mp4", as_attachment=as_attachment
         )
-        # On every answer, ranges included: the browser must play or save it, never guess.
-        disposition = "attachment" if as_attachment else "inline"
-        response["Content-Disposition"] = f'{disposition}; filename="{filename}"'
-        response["X-Content-Type-Options"] = "nosniff"
-        return response
     if job.result_video_url and job.kling_link_is_live:
         return redirect(job.result_video_url)
     raise Http404(_("This video is no longer available."))
+
+
+def stored_video_response(
+    request: HttpRequest, job: Job, *, filename: str, as_attachment: bool
+) -> HttpResponseBase:
+    """The studio's copy of ``job``'s result, served with ranges (the player seeks), as
+    ``filename``; a 404 when storage has lost it."""
+    response = ranged_file_response(
+        request,
+        _open_stored(job.stored_video, gone=_("This video is no longer available.")),
+        size=job.stored_size or job.stored_video.size,
+        content_type="video/mp4",
+        filename=filename,
+        as_attachment=as_attachment,
+    )
+    # On every answer, ranges included: the browser must play or save it, never guess.
+    disposition = "attachment" if as_attachment else "inline"
+    response["Content-Disposition"] = f'{disposition}; filename="{filename}"'
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 def _open_stored(field: FieldFile, *, gone: str) -> File:
