@@ -403,6 +403,13 @@ class Job(models.Model):
             # "Your lip-sync is ready" notices: a person's recently finished jobs.
             models.Index(fields=["submitted_by", "finished_at"]),
             models.Index(fields=["batch", "batch_row"]),
+            # The worker's sweep of result copies lost with their worker (results_sweep):
+            # the few ready jobs without a copy or a problem, not a scan of every ready job.
+            models.Index(
+                fields=["finished_at"],
+                name="job_result_copy_missing",
+                condition=models.Q(status="succeeded", stored_video="", store_error=""),
+            ),
         ]
         permissions = [("review_job", "Can see and review every team's jobs")]
 
