@@ -108,8 +108,6 @@ class SourceCheck:
     audio: AudioFacts | None = None
     # The checked upload, kept in storage so the page need not ask for it again.
     staged: Staged | None = None
-    # The source is a Kling video ID: nothing to read, and the page says so.
-    kling_id: bool = False
     refused: bool = False
     face_warning: str = ""
     # No face was found and the person has not ticked confirm_no_face yet.
@@ -579,8 +577,7 @@ class JobForm(forms.Form):
                 field = "video_file"
                 check.staged = data["video_staged"]
                 check.video = source_check.video_facts_of_staged(staged=data["video_staged"])
-            else:
-                check.kling_id = source == VideoSourceChoice.ID and bool(data.get("video_id"))
+            else:  # a Kling video ID, which only Kling can read, or no video yet
                 return
         except (FetchError, MediaError) as err:
             self.add_error(field, wording.render(err.message))

@@ -353,15 +353,18 @@ class TestTheCheckAsTheFormIsFilledIn:
         assert check.status_code == 200
         assert "This video is 12.0 s long; Kling takes 2 to 10 s." in check.content.decode()
 
-    def test_a_kling_video_id_cannot_be_checked_and_the_page_says_so(self, alice):
+    def test_a_kling_video_id_cannot_be_checked_and_the_page_says_so_up_front(self, alice):
         data = TEXT_FORM | {"video_source": "video_id"}
 
+        page = alice.get(NEW)
         check = alice.post(CHECK, data, **HTMX)
 
+        assert "cannot check a Kling video ID" in page.content.decode()
         html = check.content.decode()
-        assert "cannot check a Kling video ID" in html
         assert "data:image/jpeg" not in html
         assert 'data-testid="duration"' not in html
+        # Nothing appears as the person leaves the field, so nothing moves under their click.
+        assert "<p" not in html.split('id="audio-check"')[0]
 
 
 class TestWithoutAPublicAddress:

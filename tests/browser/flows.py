@@ -28,8 +28,14 @@ def choose_kling_video(form: Locator, video_id: str = "860327812345678901") -> N
 
 
 def choose_video_link(form: Locator, video_url: str) -> None:
+    """Give a link and wait for the studio's reading of it. Its answer (a preview or an error)
+    grows the page above the speech fields: a person reads it before going on, and a click
+    sent while it lands would hit whatever moved under the pointer."""
     form.locator('input[name="video_source"][value="video_url"]').check()
     form.locator("#id_video_url").fill(video_url)
+    form.locator("#id_video_url").press("Tab")  # leaving the field is its change
+    answered = form.get_by_test_id("video-check").locator('[data-testid="duration"], .errorlist')
+    expect(answered.first).to_be_visible(timeout=20_000)
 
 
 def choose_video_without_a_face(page: Page, form: Locator, video_url: str) -> None:
@@ -37,7 +43,6 @@ def choose_video_without_a_face(page: Page, form: Locator, video_url: str) -> No
     "send anyway", as a person who knows better would. Choose everything else first: the
     check runs again on each change, and its answer replaces the warning."""
     choose_video_link(form, video_url)
-    form.locator("#id_video_url").press("Tab")  # leaving the field is its change
     warning = page.get_by_test_id("face-warning")
     expect(warning).to_be_visible(timeout=20_000)
     warning.locator('input[name="confirm_no_face"]').check()

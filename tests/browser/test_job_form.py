@@ -26,6 +26,23 @@ class TestTheJobForm:
         expect(form.locator("#id_video_id")).to_be_visible()
         expect(form.locator("#id_video_url")).to_be_hidden()
 
+    def test_leaving_the_kling_id_field_moves_nothing_under_the_next_click(
+        self, page: Page, studio
+    ):
+        # Leaving the field by clicking "Audio track" starts the studio's check; an answer that
+        # grew the page between the press and the release of the button lost the click.
+        studio.log_in(page, then="/tasks/new/")
+        form = page.locator("form.job-form")
+        form.locator("#id_video_id").fill("860327812345678901")
+        audio = form.locator('input[name="mode"][value="audio2video"]')
+        before = audio.bounding_box()
+
+        with page.expect_response(re.compile(r"/tasks/new/check/$")):
+            form.locator("#id_video_id").press("Tab")
+        page.wait_for_timeout(100)  # htmx settles the swap after 20 ms
+
+        assert audio.bounding_box() == before
+
     def test_choosing_an_audio_track_hides_the_text_and_voice_fields(
         self, page: Page, studio, screenshot
     ):
