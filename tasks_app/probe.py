@@ -5,10 +5,7 @@ hand. A video's facts (container, codec, duration, sides, size), a poster frame 
 check are measured once; the refusals and warnings are then plain comparisons with Kling's
 limits, so the form, the jobs and the bench judge the same facts the same way.
 
-The face check uses OpenCV's frontal-face Haar cascade, which ships inside the
-opencv-python-headless wheel (nothing is downloaded at run time). Frames are scaled down to
-about 512 px first: the cascade then takes some 60 ms a frame, and faces a person would film
-for lip-sync are large.
+The pictures (turned upright, the poster, the face check with OpenCV) are ``pictures``'.
 
 The functions take their limits as arguments; the ``*_by_settings`` helpers read the studio's.
 """
@@ -16,20 +13,15 @@ The functions take their limits as arguments; the ``*_by_settings`` helpers read
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import cache
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import av
-import cv2
-import cv2.data
-import numpy as np
 from av.container import InputContainer
 from av.video.frame import VideoFrame
 from av.video.stream import VideoStream
@@ -37,6 +29,9 @@ from django.conf import settings
 from django.utils.translation import gettext_noop
 
 from tasks_app.wording import Message, say
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class SeekableFile(Protocol):
@@ -53,7 +48,6 @@ MediaSource = str | Path | SeekableFile
 ISO_MEDIA = "mov,mp4,m4a,3gp,3g2,mj2"
 # Frames looked at for a face, spread across the clip; the middle one first (it is the poster).
 FACE_FRAMES = 5
-FACE_SIDE = 512
 POSTER_SIDE = 480
 THUMB_SIDE = 160
 # Frames decoded past a keyframe to reach a moment: a clip with keyframes far apart is looked
@@ -123,6 +117,10 @@ def video_probe(
     ``deadline`` is a ``time.monotonic()`` moment, checked between the steps. Raises
     :class:`MediaError`; a ``RemoteFile``'s ``FetchError`` passes through as it is.
     """
+    # OpenCV and numpy (30 MB a process) load with the first video checked, not with the
+    # studio: a web worker that only serves pages never holds them.
+    from tasks_app import pictures
+
     _in_time(deadline)
     if size is None:
         size = _size_of(source)
@@ -161,12 +159,12 @@ def video_probe(
             if frame is None or frame.pts in looked:
                 continue
             rotation = frame.rotation
-            picture = _turned(frame.to_ndarray(format="bgr24"), rotation)
+            picture = pictures.picture_turned(frame.to_ndarray(format="bgr24"), rotation)
             if poster_jpeg is None:
                 poster_jpeg = _jpeg(picture, POSTER_SIDE)
             looked[frame.pts] = (_frame_time(frame, stream), picture)
             if face_check:
-                face_found = _has_face(picture)
+                face_found = pictures.picture_has_face(picture)
                 if face_found:
                     break
         if poster_jpeg is None:
@@ -393,51 +391,15 @@ def _frame_time(frame: VideoFrame, stream: VideoStream) -> float:
     return float((frame.pts - (stream.start_time or 0)) * stream.time_base)
 
 
-def _turned(picture: np.ndarray, rotation: int) -> np.ndarray:
-    # FFmpeg's rotation is counter-clockwise in degrees; np.rot90 turns counter-clockwise too.
-    turns = round(rotation / 90) % 4
-    return np.ascontiguousarray(np.rot90(picture, turns)) if turns else picture
-
-
-def _scaled(picture: np.ndarray, side: int) -> np.ndarray:
-    height, width = picture.shape[:2]
-    scale = side / max(height, width)
-    if scale >= 1:
-        return picture
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return cv2.resize(picture, size, interpolation=cv2.INTER_AREA)
-
-
 def _jpeg(picture: np.ndarray, side: int) -> bytes:
-    ok, encoded = cv2.imencode(".jpg", _scaled(picture, side), [cv2.IMWRITE_JPEG_QUALITY, 85])
-    if not ok:
+    from tasks_app.pictures import picture_jpeg
+
+    encoded = picture_jpeg(picture, side)
+    if encoded is None:
         raise MediaError(
             MediaReason.NOT_MEDIA, say(gettext_noop("The video's pictures could not be decoded."))
         )
-    return encoded.tobytes()
-
-
-_classifier_lock = threading.Lock()
-
-
-@cache
-def _face_classifier() -> cv2.CascadeClassifier:
-    path = os.path.join(cv2.data.haarcascades, "haarcascade_frontalface_default.xml")
-    classifier = cv2.CascadeClassifier(path)
-    if classifier.empty():
-        raise RuntimeError(f"OpenCV's face cascade is missing: {path}")
-    return classifier
-
-
-def _has_face(picture: np.ndarray) -> bool:
-    gray = cv2.cvtColor(_scaled(picture, FACE_SIDE), cv2.COLOR_BGR2GRAY)
-    gray = cv2.equalizeHist(gray)
-    # One classifier for the process; OpenCV does not promise one may detect in two threads.
-    with _classifier_lock:
-        faces = _face_classifier().detectMultiScale(
-            gray, scaleFactor=1.1, minNeighbors=5, minSize=(40, 40)
-        )
-    return len(faces) > 0
+    return encoded
 
 
 def _size_of(source: MediaSource) -> int | None:

@@ -10,20 +10,19 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from local_http import LocalServer, serving
+from factories import settings_run
+from local_http import LocalServer, LoopbackOnly, serving
 from media_files import (
     make_audio,
     make_audio_only_mp4,
     make_not_media,
     make_video,
 )
-from test_fetch import LoopbackOnly
 
 from tasks_app.fetch import (
     FetchError,
@@ -374,13 +373,6 @@ class TestAudio:
 # --- Links read as files ----------------------------------------------------------------------
 
 
-@pytest.fixture
-def guard_rail() -> Iterator[LoopbackOnly]:
-    transport = LoopbackOnly()
-    yield transport
-    assert transport.elsewhere == [], "a connection off this machine was attempted"
-
-
 def allowing(server: LocalServer, *, max_bytes: int = 100 * MB) -> FetchPolicy:
     return FetchPolicy(
         max_bytes=max_bytes,
@@ -515,3 +507,39 @@ class TestRemoteFile:
 
         assert caught.value.reason is FetchReason.TOO_SLOW
         assert time.monotonic() - started < 2
+
+
+# A web worker as gunicorn starts it, after its first pages: the URLs, every template tag
+# library and the pages' templates loaded. Then the first video check.
+WHAT_A_WEB_WORKER_LOADS = """
+import os, sys
+os.environ["DJANGO_SETTINGS_MODULE"] = "lipsync_site.settings"
+import lipsync_site.wsgi, lipsync_site.urls
+from django.template import engines
+from django.template.loader import get_template
+engines["django"].engine.template_libraries
+for name in ("tasks/job_list.html", "tasks/job_form.html", "tasks/job_detail.html"):
+    get_template(name)
+heavy = ("cv2", "numpy")
+print(",".join(m for m in heavy if m in sys.modules) or "none")
+from tasks_app.probe import video_probe
+video_probe(source=sys.argv[1], deadline=float("inf"))
+print(",".join(m for m in heavy if m in sys.modules) or "none")
+"""
+
+
+class TestWhatAWebWorkerLoads:
+    def test_opencv_and_numpy_load_with_the_first_video_checked_not_with_the_pages(
+        self, face_mp4: Path, tmp_path: Path
+    ) -> None:
+        # OpenCV and numpy are some 30 MB of a web worker's memory, which pages never need.
+        run = settings_run(
+            WHAT_A_WEB_WORKER_LOADS.replace("sys.argv[1]", repr(str(face_mp4))),
+            SECRET_KEY="test-only-secret-key",
+            DEBUG="0",
+            ALLOWED_HOSTS="localhost",
+            DATABASE_URL=f"sqlite:///{tmp_path / 'unused.sqlite3'}",
+        )
+
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.split() == ["none", "cv2,numpy"]
