@@ -22,6 +22,7 @@ from factories import (
     make_worker,
 )
 from kling_faults import FaultySimulator
+from local_http import LoopbackOnly
 from media_files import AudioFormat, audio_bytes
 
 from tasks_app.models import Job, Team
@@ -268,3 +269,12 @@ def bucket(s3_server, settings):
         "default": {"BACKEND": "storages.backends.s3.S3Storage"},
     }
     return made
+
+
+@pytest.fixture
+def guard_rail() -> Iterator[LoopbackOnly]:
+    """The transport for a test's links: real HTTP on this machine, anything else refused
+    and, at the end, a failure."""
+    transport = LoopbackOnly()
+    yield transport
+    assert transport.elsewhere == [], "a connection off this machine was attempted"

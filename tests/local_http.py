@@ -10,7 +10,8 @@ it with one of the ``ANSWERS`` below, serving ``body`` wherever a video is due:
   tests whose links are made elsewhere (Kling's ``/assets/...``) need.
 
 It binds only 127.0.0.1. When it stops, ``stopping`` is set, so that slow, trickling and
-endless answers end at once.
+endless answers end at once. ``LoopbackOnly`` is the transport that keeps a test's traffic on
+this machine.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Literal
+
+import httpx
 
 Mode = Literal[
     "video",
@@ -227,3 +230,20 @@ ANSWERS: dict[str, Callable[[_Handler], None]] = {
     "sets-a-cookie": _Handler.sets_a_cookie,
     "ranged": _Handler.ranged,
 }
+
+
+class LoopbackOnly(httpx.BaseTransport):
+    """Real HTTP to 127.0.0.1 and ::1; anything else is recorded and never connected to."""
+
+    def __init__(self) -> None:
+        self.real = httpx.HTTPTransport()
+        self.elsewhere: list[str] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.host in ("127.0.0.1", "::1"):
+            return self.real.handle_request(request)
+        self.elsewhere.append(str(request.url))
+        raise httpx.ConnectError("the test refused a connection off this machine")
+
+    def close(self) -> None:
+        self.real.close()

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 import httpx
 import pytest
-from local_http import LocalServer, serving, unused_port
+from local_http import LocalServer, LoopbackOnly, serving, unused_port
 
 from tasks_app.fetch import (
     FetchError,
@@ -110,23 +110,6 @@ class Recorder(httpx.MockTransport):
             return httpx.Response(200, headers={"Content-Type": "video/mp4"}, content=VIDEO)
 
         super().__init__(handle)
-
-
-class LoopbackOnly(httpx.BaseTransport):
-    """Real HTTP to 127.0.0.1 and ::1; anything else is recorded and never connected to."""
-
-    def __init__(self) -> None:
-        self.real = httpx.HTTPTransport()
-        self.elsewhere: list[str] = []
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        if request.url.host in ("127.0.0.1", "::1"):
-            return self.real.handle_request(request)
-        self.elsewhere.append(str(request.url))
-        raise httpx.ConnectError("the test refused a connection off this machine")
-
-    def close(self) -> None:
-        self.real.close()
 
 
 def read(
@@ -433,13 +416,6 @@ def other_server() -> Iterator[LocalServer]:
     """Another service on this machine, that nobody allow-listed."""
     with serving(VIDEO, mode="missing") as local:
         yield local
-
-
-@pytest.fixture
-def guard_rail() -> Iterator[LoopbackOnly]:
-    transport = LoopbackOnly()
-    yield transport
-    assert transport.elsewhere == [], "a connection off this machine was attempted"
 
 
 def local(

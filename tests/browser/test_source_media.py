@@ -8,8 +8,8 @@ import dataclasses
 import re
 from pathlib import Path
 
+from browser.axe import assert_accessible
 from browser.flows import alice, choose_text, job_form, play_result, submit, wait_for_status
-from browser.test_accessibility import assert_accessible
 from media_files import make_video
 from playwright.sync_api import Locator, Page, expect
 
