@@ -15,8 +15,9 @@ from django_stubs_ext import StrOrPromise
 from tasks_app.kling.voices import VOICES
 from tasks_app.models import ACTIVE_STATUSES, Job, JobMode, JobStatus, Team, VoiceLanguage
 
-# Finished jobs are counted up to this many per status; past it the page says "1,000+".
-COUNT_CAP = 1000
+# Finished jobs are counted up to this many per status; past it the page says "100+". Each
+# count re-reads its rows, so the cap is what a count costs a team with a long history.
+COUNT_CAP = 100
 # The largest id a URL may ask for: more digits than this overflow the database's integers.
 MAX_ID = 10**18 - 1
 
@@ -131,7 +132,7 @@ class JobFilterForm(forms.Form):
         """How many jobs the filters match in each status, for the quick filters.
 
         Counting a team's million finished jobs exactly would cost the page more than
-        everyone else on it together, and nobody needs more than "over a thousand": the
+        everyone else on it together, and nobody needs more than "over a hundred": the
         running ones are counted exactly, the finished ones up to ``COUNT_CAP``. One query:
         a count per part, the parts joined by UNION ALL (cheaper to build than one
         subquery per status, and a row per status whatever the history's size).
@@ -161,7 +162,7 @@ class StatusCount:
     status: str
     label: StrOrPromise  # translated when shown
     count: int
-    # More than COUNT_CAP: shown as "1,000+".
+    # More than COUNT_CAP: shown as "100+".
     capped: bool
 
 

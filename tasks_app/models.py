@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -159,23 +160,38 @@ class JobQuerySet(models.QuerySet["Job"]):
     def with_people(self) -> JobQuerySet:
         return self.select_related("submitted_by", "team")
 
-    def visible_to(self, user: User | AnonymousUser) -> JobQuerySet:
+    def visible_to(
+        self, user: User | AnonymousUser, *, memberships: Sequence[Membership] | None = None
+    ) -> JobQuerySet:
         """The one rule for who may see a job: every view reads jobs through it.
 
         A person sees the jobs of the teams they belong to (anything else is a 404 for
         them); reviewers, who hold the ``review_job`` permission, and superusers see every
         team's. The staff flag alone opens the admin, not other teams' jobs.
+
+        ``memberships``: the person's memberships, when the request has read them already
+        (``Profile.memberships``), so the query names their teams instead of asking for them.
         """
         if may_review_every_team(user):
             return self.all()
-        return self.filter(team_id__in=team_ids_of(user))
+        return self.filter(team_id__in=team_ids_of(user, memberships=memberships))
 
 
-def team_ids_of(user: User | AnonymousUser) -> models.QuerySet[Membership, Any]:
-    """The ids of the person's teams, as a subquery for ``team_id__in``: a semi-join on their
-    few teams, not a join through every membership, so the database reads it once and then
-    the job indexes, which all start with the team."""
-    return Membership.objects.filter(user=user.pk).values("team_id")
+def team_ids_of(
+    user: User | AnonymousUser, *, memberships: Sequence[Membership] | None = None
+) -> models.QuerySet[Membership, Any] | list[int]:
+    """The ids of the person's teams, for ``team_id__in``.
+
+    Without ``memberships``, a subquery: a semi-join on their few teams, not a join through
+    every membership, so the database reads it once and then the job indexes, which all
+    start with the team. With them, their ids: each query that names them is cheaper to plan
+    (the history's five uses cost the database 1.5 ms more as subqueries).
+    """
+    if memberships is None:
+        return Membership.objects.filter(user=user.pk).values("team_id")
+    if any(membership.user_id != user.pk for membership in memberships):
+        raise ValueError("these memberships are not the person's")
+    return [membership.team_id for membership in memberships]
 
 
 def may_review_every_team(user: User | AnonymousUser) -> bool:
@@ -396,10 +412,12 @@ class Job(models.Model):
         ]
         indexes = [
             models.Index(fields=["status", "next_check_at"]),
-            models.Index(fields=["team", "archived_at", "-created_at"]),
-            # The history's counts per status (capped, so they read at most a thousand
-            # entries each) and its list narrowed to one status, newest first.
-            models.Index(fields=["team", "status", "archived_at", "-created_at"]),
+            # The history's page, newest first, in the page's own order (the id breaks ties):
+            # the database reads the 51 rows a page needs and sorts nothing.
+            models.Index(fields=["team", "archived_at", "-created_at", "-id"]),
+            # The history's counts per status (capped, so they read at most a hundred rows
+            # each) and its list narrowed to one status, newest first.
+            models.Index(fields=["team", "status", "archived_at", "-created_at", "-id"]),
             # "Your lip-sync is ready" notices: a person's recently finished jobs.
             models.Index(fields=["submitted_by", "finished_at"]),
             models.Index(fields=["batch", "batch_row"]),

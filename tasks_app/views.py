@@ -23,7 +23,6 @@ from django.http import (
     StreamingHttpResponse,
 )
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
@@ -97,7 +96,8 @@ def index(request: StudioRequest) -> HttpResponse:
 @require_GET
 def job_list(request: StudioRequest) -> HttpResponse:
     team = teams.team_for_person(profile=request.profile)
-    team_jobs = Job.objects.visible_to(request.user).filter(team=team)
+    team_jobs = Job.objects.visible_to(request.user, memberships=request.profile.memberships)
+    team_jobs = team_jobs.filter(team=team)
     filters = JobFilterForm(request.GET, team=team)
     rows = filters.filtered(team_jobs).select_related("submitted_by").only(*HISTORY_ROW_FIELDS)
     page = history_page(rows, number=request.GET.get("page"), per_page=JOBS_PER_PAGE)
@@ -109,7 +109,6 @@ def job_list(request: StudioRequest) -> HttpResponse:
         "count_cap": COUNT_CAP,
         "managed_team_ids": teams.team_ids_managed(profile=request.profile),
         "person_id": request.user.pk,
-        "new_job_url": reverse("tasks:create"),
         "live_ids": [job.pk for job in page.jobs if job.is_active],
         "is_filtered": any(value for key, value in request.GET.items() if key != "page"),
         "list_path": request.get_full_path(),
@@ -124,7 +123,7 @@ def job_list_live(request: StudioRequest) -> HttpResponse:
     """The page's active rows, refreshed in one request (each row swaps itself out of band)."""
     ids = [int(value) for value in request.GET.getlist("id") if _is_id(value)][:JOBS_PER_PAGE]
     jobs = list(
-        Job.objects.visible_to(request.user)
+        Job.objects.visible_to(request.user, memberships=request.profile.memberships)
         .filter(pk__in=ids)
         .select_related("submitted_by")
         .only(*HISTORY_ROW_FIELDS)
@@ -136,7 +135,6 @@ def job_list_live(request: StudioRequest) -> HttpResponse:
         "oob": True,
         "managed_team_ids": teams.team_ids_managed(profile=request.profile),
         "person_id": request.user.pk,
-        "new_job_url": reverse("tasks:create"),
         "live_ids": live_ids,
         "notices": notices_peek(user_id=request.user.pk),
     }

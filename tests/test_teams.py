@@ -110,6 +110,42 @@ class TestEveryJobUrlChecksTeamMembership:
         assert SECRET_TEXT not in response.content.decode()
 
 
+class TestWhoSeesAJob:
+    def test_the_rule_reads_the_same_with_the_memberships_the_request_has_read(
+        self, user, other_user, team, other_team
+    ):
+        mine = make_job(user)
+        theirs = make_job(other_user, team=other_team)
+        read = Profile.objects.for_user(user).memberships
+
+        with CaptureQueriesContext(connection) as asked:
+            named = list(Job.objects.visible_to(user, memberships=read))
+        looked_up = list(Job.objects.visible_to(user))
+
+        assert named == looked_up == [mine]
+        assert theirs not in named
+        # The teams are named in the query, not asked for again.
+        (query,) = asked.captured_queries
+        assert "tasks_app_membership" not in query["sql"]
+
+    def test_someone_elses_memberships_are_refused(self, user, other_user):
+        theirs = Profile.objects.for_user(other_user).memberships
+
+        with pytest.raises(ValueError, match="not the person's"):
+            Job.objects.visible_to(user, memberships=theirs)
+
+    def test_a_reviewer_sees_every_team_whatever_memberships_are_given(
+        self, user, other_user, other_team
+    ):
+        make_job(user)
+        make_job(other_user, team=other_team)
+        user.is_superuser = user.is_staff = True
+        user.save()
+
+        memberships = Profile.objects.for_user(user).memberships
+        assert Job.objects.visible_to(user, memberships=memberships).count() == 2
+
+
 ANONYMOUS_PAGES = [
     ("get", "/tasks/"),
     ("get", "/tasks/new/"),
