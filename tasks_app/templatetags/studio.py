@@ -72,7 +72,7 @@ def history_row(context: template.Context, job: Job) -> SafeString:
     half the page's time; this takes about 4. ``context`` gives ``person_id`` and
     ``managed_team_ids`` (who may cancel or archive the job) and ``oob``.
     """
-    url = reverse("tasks:detail", args=[job.pk])
+    url = _job_url(context, job.pk)
     badges = format_html('<span class="badge badge-{}">{}</span>', job.status, job.status_label)
     if job.is_taking_long:
         badges += format_html(
@@ -143,12 +143,27 @@ def history_row(context: template.Context, job: Job) -> SafeString:
         job.summary or _("(no text)"),
         batch,
         voice,
-        job.submitted_by.get_username(),
+        job.submitter_name,
         job.created_at.isoformat(),
         formats.date_format(timezone.localtime(job.created_at), "SHORT_DATETIME_FORMAT"),
         took,
         actions,
     )
+
+
+# A job id no page shows, reversed once a page to find where the id goes in a job's URL.
+_SAMPLE_JOB_ID = 987_654_321_012_345
+
+
+def _job_url(context: template.Context, job_id: int) -> str:
+    """``tasks:detail`` of ``job_id``, from one ``reverse()`` a page rather than one a row."""
+    pattern = context.render_context.get("history_job_url")
+    if pattern is None:
+        head, _, tail = reverse("tasks:detail", args=[_SAMPLE_JOB_ID]).partition(
+            str(_SAMPLE_JOB_ID)
+        )
+        pattern = context.render_context["history_job_url"] = head + "{}" + tail
+    return pattern.format(job_id)
 
 
 def _row_button(url: str, action: str, label: str, job_id: int, *, archive: str = "") -> SafeString:
