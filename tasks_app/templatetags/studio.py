@@ -157,13 +157,13 @@ _SAMPLE_JOB_ID = 987_654_321_012_345
 
 def _job_url(context: template.Context, job_id: int) -> str:
     """``tasks:detail`` of ``job_id``, from one ``reverse()`` a page rather than one a row."""
-    pattern = context.render_context.get("history_job_url")
-    if pattern is None:
-        head, _, tail = reverse("tasks:detail", args=[_SAMPLE_JOB_ID]).partition(
-            str(_SAMPLE_JOB_ID)
-        )
-        pattern = context.render_context["history_job_url"] = head + "{}" + tail
-    return pattern.format(job_id)
+    parts = context.render_context.get("history_job_url")
+    if parts is None:
+        sample = reverse("tasks:detail", args=[_SAMPLE_JOB_ID])
+        head, _sample, tail = sample.partition(str(_SAMPLE_JOB_ID))
+        parts = context.render_context["history_job_url"] = (head, tail)
+    head, tail = parts
+    return f"{head}{job_id}{tail}"
 
 
 def _row_button(url: str, action: str, label: str, job_id: int, *, archive: str = "") -> SafeString:
