@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from types import FrameType
 
 from django.conf import settings
@@ -61,11 +62,15 @@ class Command(BaseCommand):
             for i in range(max(1, threads))
         ]
 
+        # Set by the signal handler, which must not touch ``stop``: a handler runs inside
+        # whatever the main thread was doing, and if that was ``stop.wait()`` holding the
+        # event's lock, ``stop.set()`` would wait for it forever. The main loop sets ``stop``.
+        signalled: list[int] = []
+
         def shut_down(signum: int, frame: FrameType | None) -> None:
-            if stop.is_set():
+            if signalled:
                 raise SystemExit(1)  # a second Ctrl-C: stop now
-            logger.warning("Stopping after the tasks under way (Ctrl-C again to force)")
-            stop.set()
+            signalled.append(signum)
             for worker in workers:
                 worker.running = False
 
@@ -135,9 +140,13 @@ class Command(BaseCommand):
             thread.start()
         self.stdout.write(f"Worker {name} running {len(workers)} thread(s)")
         self.stdout.flush()
-        while not stop.is_set() and any(thread.is_alive() for thread in worker_threads):
-            stop.wait(0.5)
-        stop.set()  # every worker thread ended: the heartbeat says this worker stopped
+        while not signalled and any(thread.is_alive() for thread in worker_threads):
+            time.sleep(0.2)
+        if signalled:
+            logger.warning("Stopping after the tasks under way (Ctrl-C again to force)")
+        stop.set()  # the threads' waits end, and the heartbeat says this worker stopped
+        for worker in workers:
+            worker.running = False  # again: a thread restarting after an error set it back
         for thread in [*worker_threads, heartbeat]:
             thread.join()
         # Every task taken has ended (SIGTERM or Ctrl-C): nothing is left claimed.
